@@ -1,0 +1,21 @@
+"""The `itb` command: a thin Typer root; each command group lives in openitb/commands/."""
+
+from __future__ import annotations
+
+import typer
+
+from openitb.commands import calc
+
+app = typer.Typer(
+    name="itb",
+    help="OpenITB: intrathecal baclofen pump therapy software for simulation, engineering "
+    "verification, training and research. Not a cleared medical device.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(calc.app, name="calc")
+# Each command group registers here, one line each.
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
