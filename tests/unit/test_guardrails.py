@@ -44,14 +44,7 @@ TI, MA = Context.TITRATION, Context.MAINTENANCE
         (SP, MA, 400, 560, C.WITHIN, (320, 560), (240, 720)),
         (SP, MA, 400, 600, C.ABOVE_RECOMMENDED, (320, 560), (240, 720)),
         (SP, MA, 400, 750, C.ABOVE_ABSOLUTE, (320, 560), (240, 720)),
-        pytest.param(
-            CE, TI, 400, 460, C.WITHIN, (320, 460), (240, 520),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="src bug: 400 * (1 + 0.15) == 459.99999999999994, so an exact +15 % step "
-                "is 'above the recommended 460 mcg/day' (guardrails.check_change, no tolerance)",
-            ),
-        ),
+        (CE, TI, 400, 460, C.WITHIN, (320, 460), (240, 520)),  # exact +15 % step
         (CE, TI, 400, 459.9, C.WITHIN, (320, 460), (240, 520)),
         (CE, TI, 400, 500, C.ABOVE_RECOMMENDED, (320, 460), (240, 520)),
         (CE, TI, 400, 530, C.ABOVE_ABSOLUTE, (320, 460), (240, 520)),

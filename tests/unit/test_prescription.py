@@ -216,11 +216,6 @@ def test_parse_single_bolus_round_trip_half_hour() -> None:
     assert parse_prescription(p.to_dict()) == p
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: to_dict() formats quantities with %.6g (units._fmt), so values such as "
-    "1 min = 0.0166666... h or 1000/3 mcg/day do not round-trip exactly",
-)
 def test_to_dict_round_trip_is_lossless() -> None:
     p = SingleBolus(Micrograms(50), Hours(1 / 60))
     assert parse_prescription(p.to_dict()) == p

@@ -116,6 +116,14 @@ def check_change(
     rec_hi = min(c * (1 + limit.increase_max), daily.recommended_max.value)
     abs_lo = max(c * max(0.0, 1 - f * limit.decrease_max), daily.absolute_min.value)
     abs_hi = min(c * (1 + f * limit.increase_max), daily.absolute_max.value)
+    if abs_hi < abs_lo:  # current dose outside the absolute range: allow moving back to it
+        if c < daily.absolute_min.value:
+            abs_hi = abs_lo
+        else:
+            abs_lo = abs_hi
+    # Bounds are products of fractions: tidy them so that an exact label step
+    # (400 mcg/day + 15 % = 460) is not misread as 459.99999999999994.
+    rec_lo, rec_hi, abs_lo, abs_hi = (_tidy(x) for x in (rec_lo, rec_hi, abs_lo, abs_hi))
     p = proposed.value
     pct = (p - c) / c * 100.0
     step = f"{origin.value} {context.value}"
@@ -157,10 +165,20 @@ def check_change(
             f"{p:g} mcg/day ({pct:+.1f} %) is within the recommended {rec_lo:g}-{rec_hi:g} "
             f"mcg/day for {step}"
         )
+    if rec_hi < rec_lo and cls is not Classification.WITHIN and cls.allowed:
+        reason += (
+            "; the current dose lies outside the recommended daily range, so no change is "
+            "within it until the dose returns to that range"
+        )
     return ChangeCheck(
         current, proposed, pct, cls, reason,
         McgPerDay(rec_lo), McgPerDay(rec_hi), McgPerDay(abs_lo), McgPerDay(abs_hi),
     )
+
+
+def _tidy(x: float) -> float:
+    """Round away binary noise from products like 400 x 1.15 (12 significant digits)."""
+    return float(f"{x:.12g}")
 
 
 def check_prescription_dose(

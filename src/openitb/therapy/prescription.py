@@ -21,7 +21,7 @@ from typing import Any
 
 from openitb.devices import PumpProfile
 from openitb.errors import InvalidInput
-from openitb.units import Hours, McgPerDay, McgPerMl, Micrograms, Milliliters, MlPerDay, parse
+from openitb.units import Quantity, Hours, McgPerDay, McgPerMl, Micrograms, Milliliters, MlPerDay, parse
 
 DAY_S = 86_400
 MAX_FLEX_STEPS = 24
@@ -49,6 +49,11 @@ class RateSegment:
     @property
     def dose(self) -> Micrograms:
         return Micrograms(self.dose_per_day.value * self.seconds / DAY_S)
+
+
+def exact(q: Quantity) -> str:
+    """Text for a file or a wire: every digit of the float, so a round trip is lossless."""
+    return f"{q.value!r} {q.symbol}"
 
 
 def format_time_of_day(seconds: int) -> str:
@@ -83,7 +88,7 @@ class Continuous:
         return Micrograms(self.dose_per_day.value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode.value, "dose": str(self.dose_per_day)}
+        return {"mode": self.mode.value, "dose": exact(self.dose_per_day)}
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,7 @@ class Flex:
         return {
             "mode": self.mode.value,
             "steps": [
-                {"start": format_time_of_day(s.start_s), "dose": str(s.dose_per_day)}
+                {"start": format_time_of_day(s.start_s), "dose": exact(s.dose_per_day)}
                 for s in self.steps
             ],
         }
@@ -163,7 +168,7 @@ class SingleBolus:
         return self.bolus
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode.value, "bolus": str(self.bolus), "duration": str(self.duration)}
+        return {"mode": self.mode.value, "bolus": exact(self.bolus), "duration": exact(self.duration)}
 
 
 @dataclass(frozen=True)
@@ -234,9 +239,9 @@ class PeriodicBolus:
     def to_dict(self) -> dict[str, Any]:
         return {
             "mode": self.mode.value,
-            "dose": str(self.dose_per_day),
+            "dose": exact(self.dose_per_day),
             "boluses": [
-                {"at": format_time_of_day(b.at_s), "bolus": str(b.bolus), "duration": str(b.duration)}
+                {"at": format_time_of_day(b.at_s), "bolus": exact(b.bolus), "duration": exact(b.duration)}
                 for b in self.boluses
             ],
         }
