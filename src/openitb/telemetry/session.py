@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from openitb.telemetry.frames import Frame, FrameError, MessageType, encode, mac, parse_unverified, verify
+from openitb.telemetry.frames import (
+    Frame,
+    FrameError,
+    MessageType,
+    encode,
+    mac,
+    parse_unverified,
+    verify,
+)
 
 
 class Role(str, Enum):
