@@ -8,6 +8,7 @@ the reader can no longer find the next frame boundary.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Callable
 
@@ -61,7 +62,9 @@ async def start_server(
     lock = asyncio.Lock()
 
     async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await _serve_connection(endpoint_factory, lock, r, w)
+        # Top-level connection task: a shutdown cancels it; end quietly, the socket is closed.
+        with contextlib.suppress(asyncio.CancelledError):
+            await _serve_connection(endpoint_factory, lock, r, w)
 
     return await asyncio.start_server(handler, host, port)
 
