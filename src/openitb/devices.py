@@ -82,6 +82,7 @@ class CatheterProfile:
         return Milliliters(self.volume_ml_per_cm * length_cm)
 
     def check_length(self, length_cm: float, field: str = "catheter_length") -> float:
+        length_cm = round(length_cm, 9)  # "1.1 m" is 110.00000000000001 cm in binary
         if not (self.min_length_cm <= length_cm <= self.max_length_cm):
             raise InvalidInput(
                 field,

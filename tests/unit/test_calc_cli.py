@@ -164,8 +164,6 @@ def test_missing_prescription_file(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: a compounded 0 mcg/mL concentration reaches "
-                   "McgPerDay / McgPerMl and raises ZeroDivisionError (exit 1, traceback)")
 def test_rate_zero_compounded_concentration_is_an_input_error() -> None:
     assert_input_error(
         run("calc", "rate", "--dose", "400 mcg/day", "--concentration", "0 mcg/mL",
@@ -173,17 +171,13 @@ def test_rate_zero_compounded_concentration_is_an_input_error() -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: refill with a compounded 0 mcg/mL concentration "
-                   "divides by zero in validate_for_pump (exit 1, traceback)")
 def test_refill_zero_compounded_concentration_is_an_input_error() -> None:
     assert_input_error(
-        run(*REFILL[:6], "0 mcg/mL", "--compounded", "--dose", "400 mcg/day", "--json"),
+        run(*REFILL[:6], "--concentration", "0 mcg/mL", "--start", START, "--compounded", "--dose", "400 mcg/day", "--json"),
         "concentration",
     )
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: an infinite --effect-hours is refused by the "
-                   "Hours constructor under the field name 'duration', not 'effect_hours'")
 def test_infinite_effect_hours_names_the_field() -> None:
     assert_input_error(
         run("calc", "first-dose", "--effective-bolus", "50 mcg", "--effect-hours", "inf"),

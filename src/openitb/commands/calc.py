@@ -6,6 +6,7 @@ Bad input: exit code 2 and one line on stderr naming the field, the value and wh
 from __future__ import annotations
 
 import json
+import math
 import sys
 import tomllib
 from collections.abc import Callable
@@ -87,6 +88,8 @@ def _jsonable(v: Any) -> Any:
 
 def _concentration(text: str, field: str, compounded: bool) -> tuple[McgPerMl, str | None]:
     conc = parse(text, McgPerMl, field)
+    if conc.value <= 0:
+        raise InvalidInput(field, text, "a concentration above 0 mcg/mL")
     check = load_library().check_concentration(conc, compounded=compounded, field=field)
     if check.warning:
         print(f"warning: {check.warning}", file=sys.stderr)
@@ -333,9 +336,7 @@ def first_dose(
     as_json: bool = JSON,
 ) -> None:
     """First pump dose from the screening result."""
-    if effect_hours != effect_hours:
-        raise InvalidInput("effect_hours", "nan", "an effect duration of 0 to 48 h")
-    if effect_hours < 0:
+    if not math.isfinite(effect_hours) or effect_hours < 0:
         raise InvalidInput("effect_hours", effect_hours, "an effect duration of 0 to 48 h")
     f = first_pump_dose(parse(effective_bolus, Micrograms, "effective_bolus"), Hours(effect_hours))
     emit({"initial_dose_mcg_per_day": f.dose_per_day.value, "rule": f.rule}, as_json, "First dose")
