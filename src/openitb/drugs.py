@@ -139,10 +139,12 @@ def _load(data: dict[str, Any]) -> DrugLibrary:
     for pop in Population:
         d = data["daily_dose"][pop.value]
         daily[pop] = DailyDoseBounds(
-            *(McgPerDay(d[k]) for k in (
-                "usual_min", "usual_max", "recommended_min", "recommended_max",
-                "absolute_min", "absolute_max",
-            )),
+            usual_min=McgPerDay(d["usual_min"]),
+            usual_max=McgPerDay(d["usual_max"]),
+            recommended_min=McgPerDay(d["recommended_min"]),
+            recommended_max=McgPerDay(d["recommended_max"]),
+            absolute_min=McgPerDay(d["absolute_min"]),
+            absolute_max=McgPerDay(d["absolute_max"]),
             source=d["source"],
         )
     s = data["screening"]

@@ -191,7 +191,7 @@ _QUOTIENTS: dict[tuple[type, type], tuple[type[Quantity], float]] = {
 
 # Parsing at the edge ------------------------------------------------------------------------
 @lru_cache(maxsize=1)
-def _registry() -> pint.UnitRegistry:
+def _registry() -> pint.UnitRegistry:  # type: ignore[type-arg]
     return pint.UnitRegistry()
 
 
@@ -211,7 +211,7 @@ def parse(text: object, cls: type[Q], field: str) -> Q:
         raise InvalidInput(field, text, f"empty; {allowed}")
     ureg = _registry()
     try:
-        q = ureg.Quantity(s)
+        q: Any = ureg.Quantity(s)
     except Exception as exc:  # pint raises many kinds for unreadable text
         raise InvalidInput(field, text, f"not readable ({type(exc).__name__}); {allowed}") from None
     if not isinstance(q, pint.Quantity):

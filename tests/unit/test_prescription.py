@@ -35,7 +35,7 @@ H = 3600
 def _covers_day(segs) -> None:  # type: ignore[no-untyped-def]
     assert segs[0].start_s == 0
     assert segs[-1].end_s == DAY_S
-    for a, b in zip(segs, segs[1:]):
+    for a, b in zip(segs, segs[1:], strict=False):
         assert a.end_s == b.start_s
         assert a.seconds > 0
 
@@ -95,7 +95,7 @@ def flex_steps(draw):  # type: ignore[no-untyped-def]
             max_size=len(minutes),
         )
     )
-    return [(m * 60, r) for m, r in zip(minutes, rates)]
+    return [(m * 60, r) for m, r in zip(minutes, rates, strict=True)]
 
 
 @given(flex_steps())

@@ -86,7 +86,7 @@ def frame_length(header: bytes) -> int:
         raise FrameError("bad_version", f"version {version}; this pump speaks {VERSION}")
     if length > MAX_PAYLOAD:
         raise FrameError("too_large", f"payload length {length}; at most {MAX_PAYLOAD}")
-    return HEADER.size + length + MAC_LEN + CRC_LEN
+    return int(HEADER.size + length + MAC_LEN + CRC_LEN)
 
 
 def parse_unverified(data: bytes) -> tuple[Frame, bytes, bytes]:

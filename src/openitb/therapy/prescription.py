@@ -21,7 +21,16 @@ from typing import Any
 
 from openitb.devices import PumpProfile
 from openitb.errors import InvalidInput
-from openitb.units import Quantity, Hours, McgPerDay, McgPerMl, Micrograms, Milliliters, MlPerDay, parse
+from openitb.units import (
+    Hours,
+    McgPerDay,
+    McgPerMl,
+    Micrograms,
+    Milliliters,
+    MlPerDay,
+    Quantity,
+    parse,
+)
 
 DAY_S = 86_400
 MAX_FLEX_STEPS = 24
@@ -201,7 +210,7 @@ class PeriodicBolus:
             _check_bolus_duration(b.duration, f"boluses[{i}].duration")
             spans.append((b.at_s, b.at_s + b.duration_s, i))
         spans.sort()
-        for (s0, e0, i0), (s1, _e1, i1) in zip(spans, spans[1:], strict=False):
+        for (_s0, e0, i0), (s1, _e1, i1) in zip(spans, spans[1:], strict=False):
             if s1 < e0:
                 raise InvalidInput(
                     f"boluses[{i1}].at",
