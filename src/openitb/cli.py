@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openitb.commands import calc, demo
+from openitb.commands import calc, demo, pump
 
 app = typer.Typer(
     name="itb",
@@ -14,6 +14,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(calc.app, name="calc")
+app.add_typer(pump.app, name="pump")
 app.add_typer(demo.app, name="demo")
 # Each command group registers here, one line each.
 

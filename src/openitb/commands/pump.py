@@ -1,0 +1,176 @@
+"""`itb pump simulate`: one pump on a virtual clock (an adapter over the pure controller)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+
+from openitb.commands.calc import _concentration, emit, guarded, load_prescription_file
+from openitb.devices import get_pump
+from openitb.errors import InvalidInput
+from openitb.pump import commands as cmd
+from openitb.pump.controller import PumpController
+from openitb.therapy.prescription import Continuous, Prescription, parse_prescription
+from openitb.units import Hours, McgPerDay, Micrograms, Milliliters, parse
+
+app = typer.Typer(help="The implanted pump controller.", no_args_is_help=True)
+
+START = datetime(2026, 1, 1, tzinfo=UTC)  # the virtual clock's origin
+
+
+def _event(doc: dict[str, Any], i: int) -> tuple[float, list[Any]]:
+    field = f"events[{i}]"
+    if not isinstance(doc, dict) or "day" not in doc or "kind" not in doc:
+        raise InvalidInput(field, doc, "a table with day and kind")
+    day = doc["day"]
+    if isinstance(day, bool) or not isinstance(day, (int, float)) or day < 0:
+        raise InvalidInput(f"{field}.day", day, "a number of days from the start, 0 or more")
+    kind = doc["kind"]
+    if kind == "refill":
+        conc, _ = _concentration(str(doc.get("concentration")), f"{field}.concentration", False)
+        out: list[Any] = [cmd.Refill(parse(doc.get("volume"), Milliliters, f"{field}.volume"), conc)]
+        if "prescription" in doc:
+            out.append(cmd.Program(parse_prescription(doc["prescription"]), conc))
+        return float(day), out
+    if kind == "program":
+        conc, _ = _concentration(str(doc.get("concentration")), f"{field}.concentration", False)
+        return float(day), [cmd.Program(parse_prescription(doc.get("prescription", {})), conc)]
+    if kind == "bolus":
+        return float(day), [cmd.ClinicianBolus(parse(doc.get("dose"), Micrograms, f"{field}.dose"),
+                                               parse(doc.get("duration"), Hours, f"{field}.duration"))]
+    simple = {"mri_start": cmd.MriStart(), "mri_end": cmd.MriEnd(), "reset": cmd.PowerOnReset(),
+              "start": cmd.Start(), "stop": cmd.Stop(), "status": cmd.ReadStatus()}
+    if kind in simple:
+        return float(day), [simple[kind]]
+    if kind in ("occlusion", "disconnection", "repair"):
+        return float(day), [cmd.CatheterFault("none" if kind == "repair" else kind)]
+    raise InvalidInput(f"{field}.kind", kind, "refill, program, bolus, mri_start, mri_end, reset, "
+                       "start, stop, status, occlusion, disconnection, repair")
+
+
+def load_events(path: Path) -> list[tuple[float, list[Any]]]:
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput("events", str(path), "an existing TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput("events", str(path), f"valid TOML ({exc})") from None
+    items = doc.get("events", [])
+    if not isinstance(items, list):
+        raise InvalidInput("events", items, "a list of [[events]] tables")
+    return sorted((_event(e, i) for i, e in enumerate(items)), key=lambda x: x[0])
+
+
+def simulate(profile: str, concentration: Any, volume: Milliliters, prescription: Prescription,
+             days: float, low_alarm: Milliliters | None, seed: int,
+             events: list[tuple[float, list[Any]]], record: bool = False) -> PumpController:
+    pump = PumpController.manufacture(get_pump(profile), START, np.random.default_rng(seed))
+    pump.record_history = record
+    setup: list[Any] = [cmd.Refill(volume, concentration)]
+    if low_alarm is not None:
+        setup.append(cmd.SetLowAlarm(low_alarm))
+    setup += [cmd.Program(prescription, concentration), cmd.Start()]
+    for c in setup:
+        r = pump.handle(c)
+        if not r.ok:
+            raise InvalidInput(type(c).__name__, str(c), r.reason)
+    end = START + timedelta(days=days)
+    for day, cs in events:
+        at = START + timedelta(days=day)
+        if at > end:
+            break
+        pump.advance(at)
+        for c in cs:
+            r = pump.handle(c)
+            if not r.ok:
+                pump.log.append(pump.now.isoformat(), "refused", {"command": type(c).__name__,
+                                                                  "reason": r.reason})
+    pump.advance(end)
+    return pump
+
+
+def result_of(pump: PumpController) -> dict[str, Any]:
+    return {
+        "alarms": [{"kind": a.kind, "critical": a.critical, "raised_at": a.raised_at,
+                    "acknowledged_at": a.acknowledged_at, "cleared_at": a.cleared_at}
+                   for a in pump.alarms.history],
+        "delivered_ml": pump.delivered_nl / 1e6,
+        "delivered_mcg": pump.delivered_mcg,
+        "reservoir_ml": pump.reservoir_true_nl / 1e6,
+        "reservoir_estimate_ml": pump.reservoir_estimate_nl / 1e6,
+        "battery_days_left": pump.battery_days_left(),
+        "state": pump.state,
+        "true_stroke_nl": pump.true_stroke_nl,
+        "tissue_ml": pump.tissue_nl / 1e6,
+    }
+
+
+def _plot(pump: PumpController, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = pump.history
+    days = [(s["t"] - pump.born) / 86400 for s in h]
+    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
+    ax1.plot(days, [s["reservoir_ml"] for s in h], label="reservoir (true)")
+    ax1.plot(days, [s["estimate_ml"] for s in h], "--", label="reservoir (pump estimate)")
+    ax1.set_ylabel("mL")
+    ax2.step(days, [s["rate_ml_per_day"] for s in h], where="post")
+    ax2.set_ylabel("basal flow mL/day")
+    ax2.set_xlabel("day")
+    for a in pump.alarms.history:
+        d = (datetime.fromisoformat(a.raised_at) - START).total_seconds() / 86400
+        for ax in (ax1, ax2):
+            ax.axvline(d, color="red" if a.critical else "orange", lw=0.8)
+        ax1.annotate(a.kind, (d, ax1.get_ylim()[1]), rotation=90, va="top", fontsize=7)
+    ax1.legend()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+@app.command("simulate")
+@guarded
+def simulate_cmd(
+    profile: str = typer.Option(..., "--profile", help="Pump profile, e.g. itb-40."),
+    concentration: str = typer.Option(..., "--concentration", help="e.g. '2000 mcg/mL'."),
+    volume: str = typer.Option(..., "--volume", help="Reservoir fill, e.g. '40 mL'."),
+    dose: str | None = typer.Option(None, "--dose", help="Simple continuous dose, e.g. '800 mcg/day'."),
+    prescription: Path | None = typer.Option(None, "--prescription", help="Prescription TOML."),
+    days: float = typer.Option(..., "--days", help="Days to simulate."),
+    low_alarm: str | None = typer.Option(None, "--low-alarm", help="Low-reservoir threshold."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the pump's true stroke volume."),
+    events: Path | None = typer.Option(None, "--events", help="Timed events TOML."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG plot."),
+) -> None:
+    pump_profile = get_pump(profile)
+    conc, _ = _concentration(concentration, "concentration", False)
+    vol = pump_profile.check_volume(parse(volume, Milliliters, "volume"))
+    if (dose is None) == (prescription is None):
+        raise InvalidInput("dose", dose, "exactly one of --dose or --prescription")
+    rx: Prescription = (Continuous(parse(dose, McgPerDay, "dose")) if dose is not None
+                        else load_prescription_file(prescription))  # type: ignore[arg-type]
+    if not (days > 0 and days <= 3650):
+        raise InvalidInput("days", days, "more than 0 and at most 3650 days")
+    low = (pump_profile.check_low_alarm(parse(low_alarm, Milliliters, "low_alarm"))
+           if low_alarm is not None else None)
+    evs = load_events(events) if events is not None else []
+    pump = simulate(profile, conc, vol, rx, days, low, seed, evs, record=plot is not None)
+    result = result_of(pump)
+    if plot is not None:
+        _plot(pump, plot)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        shown = dict(result)
+        shown["alarms"] = [f"{a['kind']} {a['raised_at']}" + (f" cleared {a['cleared_at']}"
+                           if a["cleared_at"] else "") for a in result["alarms"]]
+        emit(shown, False, f"itb pump simulate: {profile}, {days:g} days")

@@ -1,0 +1,1 @@
+"""The implanted pump's controller ("firmware"): a pure, deterministic state machine."""

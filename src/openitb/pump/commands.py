@@ -1,0 +1,106 @@
+"""Commands to the pump (from the programmer) and environment events, as frozen dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from openitb.therapy.prescription import Prescription
+from openitb.units import Hours, McgPerMl, Micrograms, Milliliters
+
+
+@dataclass(frozen=True)
+class SetClock:
+    pump_time: datetime
+
+
+@dataclass(frozen=True)
+class Program:
+    prescription: Prescription
+    concentration: McgPerMl
+
+
+@dataclass(frozen=True)
+class Start:
+    pass
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass
+
+
+@dataclass(frozen=True)
+class ClinicianBolus:
+    dose: Micrograms
+    duration: Hours
+
+
+@dataclass(frozen=True)
+class Refill:
+    """Entered after the physical refill: the new reservoir volume and concentration."""
+
+    volume: Milliliters
+    concentration: McgPerMl
+
+
+@dataclass(frozen=True)
+class SetLowAlarm:
+    threshold: Milliliters
+
+
+@dataclass(frozen=True)
+class AcknowledgeAlarm:
+    kind: str
+
+
+@dataclass(frozen=True)
+class AlarmTest:
+    pass
+
+
+@dataclass(frozen=True)
+class ReadStatus:
+    pass
+
+
+@dataclass(frozen=True)
+class ReadLog:
+    page: int = 0
+    page_size: int = 50
+
+
+# Environment events (not from the programmer) ------------------------------------------------
+@dataclass(frozen=True)
+class MriStart:
+    pass
+
+
+@dataclass(frozen=True)
+class MriEnd:
+    pass
+
+
+@dataclass(frozen=True)
+class PowerOnReset:
+    pass
+
+
+@dataclass(frozen=True)
+class CatheterFault:
+    """"occlusion", "disconnection" or "none" (repaired). The pump cannot see it."""
+
+    kind: str
+
+
+Command = (SetClock | Program | Start | Stop | ClinicianBolus | Refill | SetLowAlarm
+           | AcknowledgeAlarm | AlarmTest | ReadStatus | ReadLog | MriStart | MriEnd
+           | PowerOnReset | CatheterFault)
+
+
+@dataclass(frozen=True)
+class Response:
+    ok: bool
+    reason: str = ""
+    data: dict[str, Any] = field(default_factory=dict)

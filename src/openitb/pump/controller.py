@@ -1,0 +1,612 @@
+"""The pump controller: a pure, deterministic state machine.
+
+``advance(to_time)`` runs the pump up to a time; ``handle(command)`` applies a command at the
+current time and returns a :class:`Response`. Time comes in as arguments (UTC ``datetime``);
+nothing reads a clock. Delivery is by discrete motor strokes: within each span of constant rate
+the number of strokes is computed in closed form from an exact fractional accumulator
+(``fractions.Fraction``), so the cost grows with the number of rate changes, not with time.
+
+Volumes are integer nanolitres. The pump's reservoir *estimate* falls by the nominal stroke; the
+*true* reservoir by the pump's true stroke (drawn once inside the profile's flow tolerance).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from openitb.devices import PumpProfile, get_pump
+from openitb.errors import OpenITBError
+from openitb.pump import battery
+from openitb.pump.alarms import AlarmBook
+from openitb.pump.catheter import FAULTS, Catheter
+from openitb.pump.commands import (
+    AcknowledgeAlarm,
+    AlarmTest,
+    CatheterFault,
+    ClinicianBolus,
+    Command,
+    MriEnd,
+    MriStart,
+    PowerOnReset,
+    Program,
+    ReadLog,
+    ReadStatus,
+    Refill,
+    Response,
+    SetClock,
+    SetLowAlarm,
+    Start,
+    Stop,
+)
+from openitb.pump.eventlog import EventLog
+from openitb.pump.memory import MemoryCorrupted, MemoryPort
+from openitb.therapy.prescription import (
+    DAY_S,
+    Prescription,
+    parse_prescription,
+    validate_for_pump,
+)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+YEAR_S = 365.25 * DAY_S
+
+
+def to_seconds(t: datetime) -> int:
+    if t.tzinfo is None:
+        raise ValueError("time must be timezone-aware UTC")
+    return math.floor((t - EPOCH).total_seconds())
+
+
+def to_datetime(s: int | Fraction) -> datetime:
+    whole = math.floor(s)
+    micro = math.ceil((Fraction(s) - whole) * 1_000_000)
+    return EPOCH + timedelta(seconds=whole, microseconds=micro)
+
+
+def iso(s: int | Fraction) -> str:
+    return to_datetime(s).isoformat()
+
+
+def draw_true_stroke_nl(profile: PumpProfile, rng: np.random.Generator) -> int:
+    tol = profile.flow_tolerance_pct / 100.0
+    lo = math.ceil(profile.stroke_volume_nl * (1 - tol))
+    hi = math.floor(profile.stroke_volume_nl * (1 + tol))
+    return int(rng.integers(lo, hi + 1))
+
+
+def _frac(s: str) -> Fraction:
+    return Fraction(s)
+
+
+class PumpController:
+    """One implanted pump. Build with :meth:`manufacture` (seeded) or directly with a true stroke."""
+
+    def __init__(
+        self,
+        profile: PumpProfile,
+        now: datetime,
+        *,
+        true_stroke_nl: int | None = None,
+        catheter_volume_nl: int | None = None,
+        log_capacity: int = 4096,
+        memory: MemoryPort | None = None,
+    ) -> None:
+        self.profile = profile
+        self.memory = memory
+        self.t = to_seconds(now)
+        self.born = self.t
+        self.clock_offset = 0  # pump clock = true time + offset
+        self.nominal_nl = profile.stroke_volume_nl
+        self.true_stroke_nl = true_stroke_nl if true_stroke_nl is not None else self.nominal_nl
+        internal = round(profile.internal_volume.value * 1_000_000)
+        cath = catheter_volume_nl if catheter_volume_nl is not None else round(0.0026 * 110 * 1e6)
+        self.catheter = Catheter(internal + cath)
+        self.reservoir_true_nl = 0
+        self.reservoir_estimate_nl = 0
+        self.reservoir_conc = 0.0
+        self.low_threshold_nl = round(profile.low_alarm_default.value * 1_000_000)
+        self.prescription: Prescription | None = None
+        self.program_conc = 0.0
+        self.program_started = 0
+        self.running = False
+        self.empty = False
+        self.stalled = False
+        self.recovery_until: int | None = None  # MRI recovery end
+        self.awaiting_interrogation = False
+        self.eos = False
+        self.bolus: tuple[Fraction, int] | None = None  # (strokes per second, end time)
+        self.acc = Fraction(0)  # fractional stroke accumulator, in [0, 1)
+        self.strokes = 0
+        self.battery_used_uah = 0.0
+        self.filled_nl = 0
+        self.withdrawn_nl = 0
+        self.delivered_nl = 0
+        self.delivered_mcg = 0.0
+        self.tissue_nl = 0
+        self.tissue_mcg = 0.0
+        self.alarms = AlarmBook()
+        self.log = EventLog(log_capacity)
+        self.history: list[dict[str, Any]] = []  # (time, reservoir, delivered) samples per span
+        self.record_history = False
+        self._log("manufactured", {"true_stroke_nl": self.true_stroke_nl})
+
+    @classmethod
+    def manufacture(cls, profile: PumpProfile | str, now: datetime, rng: np.random.Generator,
+                    **kw: Any) -> PumpController:
+        p = get_pump(profile) if isinstance(profile, str) else profile
+        return cls(p, now, true_stroke_nl=draw_true_stroke_nl(p, rng), **kw)
+
+    # ---- derived ---------------------------------------------------------------------------
+    @property
+    def now(self) -> datetime:
+        return to_datetime(self.t)
+
+    @property
+    def state(self) -> str:
+        if self.eos:
+            return "end_of_service"
+        if self.stalled or self.recovery_until is not None or self.awaiting_interrogation:
+            return "motor_stall"
+        if self.empty:
+            return "empty"
+        return "running" if self.running else "stopped"
+
+    @property
+    def battery_remaining_uah(self) -> float:
+        return max(0.0, self.profile.battery_capacity_mah * 1000 - self.battery_used_uah)
+
+    def _delivering(self) -> bool:
+        return (self.running and not self.empty and not self.eos and not self.stalled
+                and self.recovery_until is None and not self.awaiting_interrogation)
+
+    def _strokes_per_s(self, dose_per_day: float) -> Fraction:
+        if self.program_conc <= 0:
+            return Fraction(0)
+        return (Fraction(dose_per_day) * 1_000_000
+                / (Fraction(self.program_conc) * DAY_S * self.nominal_nl))
+
+    def _program_rate(self) -> tuple[Fraction, int | None]:
+        """Basal strokes/s now and the next time it may change (None: never)."""
+        p = self.prescription
+        if p is None or not self.running:
+            return Fraction(0), None
+        if p.repeats_daily:
+            tod = (self.t + self.clock_offset) % DAY_S
+            for seg in p.segments():
+                if seg.start_s <= tod < seg.end_s:
+                    return self._strokes_per_s(seg.dose_per_day.value), self.t + seg.end_s - tod
+            return Fraction(0), self.t + DAY_S - tod
+        elapsed = self.t - self.program_started
+        for seg in p.segments():
+            if seg.start_s <= elapsed < seg.end_s:
+                return self._strokes_per_s(seg.dose_per_day.value), self.program_started + seg.end_s
+        return Fraction(0), None
+
+    def daily_strokes(self) -> float:
+        p = self.prescription
+        if p is None or not self.running:
+            return 0.0
+        return float(self._strokes_per_s(p.daily_dose().value) * DAY_S)
+
+    # ---- time ------------------------------------------------------------------------------
+    def advance(self, to_time: datetime) -> None:
+        target = to_seconds(to_time)
+        if target < self.t:
+            raise OpenITBError(f"cannot advance backwards: {to_time} is before {self.now}")
+        self._run_until(target)
+        self._persist({"op": "advance", "to": target})
+
+    def _run_until(self, target: int) -> None:
+        eos_age = self.born + math.floor(self.profile.max_service_years * YEAR_S)
+        eri_age = eos_age - self.profile.eri_days * DAY_S
+        while self.t < target:
+            if self.eos:
+                self.t = target
+                break
+            if self.bolus is not None and self.bolus[1] <= self.t:
+                self.bolus = None
+                self._log("bolus_end")
+            if self.prescription is not None and self.running and not self.prescription.repeats_daily:
+                if self.t >= self.program_started + self.prescription.segments()[-1].end_s:
+                    self.running = False
+                    self._log("single_bolus_done")
+            if self.recovery_until is not None and self.t >= self.recovery_until:
+                self.recovery_until = None
+                if self.profile.mri_resume == "auto":
+                    self._resume_after_mri()
+                else:
+                    self.awaiting_interrogation = True
+                    self._log("mri_recovered_awaiting_interrogation")
+            basal, change = self._program_rate()
+            rate = basal
+            ends = [target, self.t + DAY_S, eos_age]
+            if self.t < eri_age:
+                ends.append(eri_age)
+            if change is not None:
+                ends.append(change)
+            if self.bolus is not None:
+                ends.append(self.bolus[1])
+                if self.running:
+                    rate += self.bolus[0]
+            if self.recovery_until is not None:
+                ends.append(self.recovery_until)
+            delivering = self._delivering() and rate > 0
+            per_s = float(rate) if delivering else 0.0
+            life = battery.seconds_until_empty(self.profile, self.battery_remaining_uah, per_s)
+            ends.append(self.t + max(1, math.ceil(life)))
+            end = min(e for e in ends if e > self.t)
+            self._span(end, rate if delivering else Fraction(0))
+            self.t = end
+            if self.t >= eos_age:
+                self._end_of_service("maximum service life reached")
+            elif self.battery_remaining_uah <= 0:
+                self._end_of_service("battery depleted")
+            else:
+                self._check_eri(eri_age)
+            if self.record_history:
+                self._sample()
+
+    def _span(self, end: int, rate: Fraction) -> None:
+        """Deliver over [self.t, end) at a constant ``rate`` (strokes/s): closed form."""
+        dt = end - self.t
+        n = 0
+        if rate > 0:
+            acc0 = self.acc
+            total = acc0 + rate * dt
+            n = math.floor(total)
+            k_empty = self.reservoir_estimate_nl // self.nominal_nl
+            t_empty: Fraction | None = None
+            if n >= k_empty:
+                n = k_empty
+                t_empty = self.t + (k_empty - acc0) / rate if k_empty > 0 else Fraction(self.t)
+                self.acc = Fraction(0)
+            else:
+                self.acc = total - n
+            if n > 0:
+                est = self.reservoir_estimate_nl
+                if est > self.low_threshold_nl and self.alarms.active("low_reservoir") is None:
+                    k_low = -(-(est - self.low_threshold_nl) // self.nominal_nl)
+                    if k_low <= n:
+                        self._raise("low_reservoir", self.t + (k_low - acc0) / rate,
+                                    f"reservoir estimate at {self.low_threshold_nl / 1e6:g} mL")
+                self._move(n)
+            if t_empty is not None:
+                self.empty = True
+                self._raise("empty_reservoir", t_empty, "reservoir estimate below one stroke")
+        self.battery_used_uah += battery.drain_uah(self.profile, dt, n)
+
+    def _move(self, n: int) -> None:
+        self.strokes += n
+        self.reservoir_estimate_nl -= n * self.nominal_nl
+        if self.catheter.fault == "occlusion":
+            return  # the motor strokes but nothing moves
+        moved = min(n * self.true_stroke_nl, self.reservoir_true_nl)
+        self.reservoir_true_nl -= moved
+        for v, c in self.catheter.push(moved, self.reservoir_conc):
+            mcg = v * c / 1_000_000
+            if self.catheter.fault == "disconnection":
+                self.tissue_nl += v
+                self.tissue_mcg += mcg
+            else:
+                self.delivered_nl += v
+                self.delivered_mcg += mcg
+
+    # ---- alarms ----------------------------------------------------------------------------
+    def _raise(self, kind: str, at: int | Fraction, reason: str = "") -> None:
+        if self.alarms.raise_(kind, iso(at), reason):
+            self._log("alarm_raised", {"kind": kind, "reason": reason}, at)
+
+    def _clear(self, kind: str) -> None:
+        if self.alarms.clear(kind, iso(self.t)):
+            self._log("alarm_cleared", {"kind": kind})
+
+    def _check_eri(self, eri_age: int) -> None:
+        if self.alarms.active("eri") is not None or self.eos:
+            return
+        if self.t >= eri_age:
+            self._raise("eri", self.t, "maximum service life within the ERI period")
+            return
+        days = battery.projected_days(self.profile, self.battery_remaining_uah, self.daily_strokes())
+        if days < self.profile.eri_days:
+            self._raise("eri", self.t, f"projected battery life {days:.1f} days")
+
+    def _end_of_service(self, reason: str) -> None:
+        self.eos = True
+        self.running = False
+        self.bolus = None
+        self.acc = Fraction(0)
+        self._raise("end_of_service", self.t, reason)
+
+    def _resume_after_mri(self) -> None:
+        self.awaiting_interrogation = False
+        self.recovery_until = None
+        self._clear("motor_stall")
+        self._log("mri_recovered")
+
+    # ---- commands --------------------------------------------------------------------------
+    def handle(self, command: Command) -> Response:
+        """Apply ``command`` at the current time. A refused command changes nothing."""
+        name = type(command).__name__
+        method = getattr(self, f"_cmd_{name}", None)
+        if method is None:
+            return Response(False, f"unknown command {name}")
+        if self.awaiting_interrogation and name not in ("MriStart", "MriEnd", "PowerOnReset",
+                                                          "CatheterFault"):
+            self._resume_after_mri()  # any telemetry session is an interrogation
+        before = self.to_dict() if name not in ("ReadStatus", "ReadLog") else None
+        try:
+            resp: Response = method(command)
+        except OpenITBError as exc:
+            resp = Response(False, str(exc))
+        if not resp.ok and before is not None:
+            self._restore_from(before)
+            return resp
+        if name not in ("ReadStatus", "ReadLog"):
+            self._log(f"command_{name}", {"ok": resp.ok})
+            self._persist({"op": "command", "name": name, "at": self.t})
+        return resp
+
+    def _refuse_if_eos(self) -> Response | None:
+        return Response(False, "end of service: the pump no longer infuses") if self.eos else None
+
+    def _cmd_SetClock(self, c: SetClock) -> Response:
+        self.clock_offset = to_seconds(c.pump_time) - self.t
+        return Response(True)
+
+    def _cmd_Program(self, c: Program) -> Response:
+        if (r := self._refuse_if_eos()) is not None:
+            return r
+        if c.concentration.value <= 0:
+            return Response(False, "concentration must be above 0 mcg/mL")
+        validate_for_pump(c.prescription, self.profile, c.concentration)
+        self.prescription = c.prescription
+        self.program_conc = c.concentration.value
+        self.program_started = self.t
+        return Response(True, data={"daily_strokes": self.daily_strokes()})
+
+    def _cmd_Start(self, c: Start) -> Response:
+        if (r := self._refuse_if_eos()) is not None:
+            return r
+        if self.prescription is None:
+            return Response(False, "no program: send Program first")
+        if self.running:
+            return Response(False, "already running")
+        if self.empty:
+            return Response(False, "reservoir empty: refill first")
+        self.running = True
+        self.program_started = self.t
+        self.acc = Fraction(0)
+        self._clear("memory_error")
+        return Response(True)
+
+    def _cmd_Stop(self, c: Stop) -> Response:
+        if not self.running:
+            return Response(False, "already stopped")
+        self.running = False
+        self.bolus = None
+        return Response(True)
+
+    def _cmd_ClinicianBolus(self, c: ClinicianBolus) -> Response:
+        if (r := self._refuse_if_eos()) is not None:
+            return r
+        if not self.running or self.prescription is None:
+            return Response(False, "the pump must be running a program to give a bolus")
+        if self.bolus is not None:
+            return Response(False, "a bolus is already running")
+        seconds = round(c.duration.value * 3600)
+        if not 60 <= seconds <= DAY_S:
+            return Response(False, f"bolus duration {c.duration} must be 1 min to 24 h")
+        if c.dose.value <= 0:
+            return Response(False, "bolus dose must be above 0 mcg")
+        rate = self._strokes_per_s(c.dose.value * DAY_S / seconds)
+        flow_ml_h = float(rate) * self.nominal_nl * 3600 / 1e6
+        if flow_ml_h > self.profile.bolus_max_flow_ml_per_hour + 1e-12:
+            return Response(False, f"bolus flow {flow_ml_h:.3g} mL/h above the "
+                                   f"{self.profile.bolus_max_flow_ml_per_hour:g} mL/h limit")
+        self.bolus = (rate, self.t + seconds)
+        return Response(True, data={"ends_at": iso(self.t + seconds)})
+
+    def _cmd_Refill(self, c: Refill) -> Response:
+        if (r := self._refuse_if_eos()) is not None:
+            return r
+        if c.concentration.value <= 0:
+            return Response(False, "concentration must be above 0 mcg/mL")
+        self.profile.check_volume(c.volume)
+        new_nl = round(c.volume.value * 1_000_000)
+        withdrawn, expected = self.reservoir_true_nl, self.reservoir_estimate_nl
+        self.withdrawn_nl += withdrawn
+        self.filled_nl += new_nl
+        if self.catheter.tip_concentration() == 0.0 and self.delivered_nl == 0:
+            self.catheter = Catheter(self.catheter.volume_nl, c.concentration.value)  # primed
+        self.reservoir_true_nl = self.reservoir_estimate_nl = new_nl
+        self.reservoir_conc = c.concentration.value
+        if new_nl >= self.nominal_nl:
+            self.empty = False
+            self._clear("empty_reservoir")
+        if new_nl > self.low_threshold_nl:
+            self._clear("low_reservoir")
+        return Response(True, data={"withdrawn_ml": withdrawn / 1e6, "expected_ml": expected / 1e6,
+                                    "discrepancy_ml": (withdrawn - expected) / 1e6})
+
+    def _cmd_SetLowAlarm(self, c: SetLowAlarm) -> Response:
+        self.profile.check_low_alarm(c.threshold, "threshold")
+        self.low_threshold_nl = round(c.threshold.value * 1_000_000)
+        if self.reservoir_estimate_nl <= self.low_threshold_nl and self.filled_nl > 0:
+            self._raise("low_reservoir", self.t, "reservoir estimate at or below new threshold")
+        elif self.reservoir_estimate_nl > self.low_threshold_nl:
+            self._clear("low_reservoir")
+        return Response(True)
+
+    def _cmd_AcknowledgeAlarm(self, c: AcknowledgeAlarm) -> Response:
+        if not self.alarms.acknowledge(c.kind, iso(self.t)):
+            return Response(False, f"no unacknowledged active {c.kind} alarm")
+        return Response(True)
+
+    def _cmd_AlarmTest(self, c: AlarmTest) -> Response:
+        return Response(True, data={"tones": ["single_tone", "two_tone"]})
+
+    def _cmd_ReadStatus(self, c: ReadStatus) -> Response:
+        return Response(True, data=self.status())
+
+    def _cmd_ReadLog(self, c: ReadLog) -> Response:
+        if c.page < 0 or c.page_size < 1:
+            return Response(False, "page must be >= 0 and page_size >= 1")
+        return Response(True, data={"entries": self.log.read(c.page, c.page_size),
+                                    "pages": self.log.pages(c.page_size),
+                                    "dropped": self.log.dropped})
+
+    def _cmd_MriStart(self, c: MriStart) -> Response:
+        if self.stalled:
+            return Response(False, "already in an MRI")
+        self.stalled = True
+        self.recovery_until = None
+        self._raise("motor_stall", self.t, "MRI: rotor stalled")
+        return Response(True)
+
+    def _cmd_MriEnd(self, c: MriEnd) -> Response:
+        if not self.stalled:
+            return Response(False, "no MRI in progress")
+        self.stalled = False
+        self.recovery_until = self.t + round(self.profile.mri_recovery_hours * 3600)
+        return Response(True, data={"recovery_until": iso(self.recovery_until)})
+
+    def _cmd_PowerOnReset(self, c: PowerOnReset) -> Response:
+        self.running = False
+        self.bolus = None
+        self.acc = Fraction(0)
+        self._raise("memory_error", self.t, "power-on reset: infusion stopped until restarted")
+        return Response(True)
+
+    def _cmd_CatheterFault(self, c: CatheterFault) -> Response:
+        if c.kind not in FAULTS:
+            return Response(False, f"catheter fault must be one of {', '.join(FAULTS)}")
+        self.catheter.fault = c.kind
+        return Response(True)
+
+    # ---- status ----------------------------------------------------------------------------
+    def battery_days_left(self) -> float:
+        if self.eos:
+            return 0.0
+        days = battery.projected_days(self.profile, self.battery_remaining_uah, self.daily_strokes())
+        age_left = (self.born + self.profile.max_service_years * YEAR_S - self.t) / DAY_S
+        return max(0.0, min(days, age_left))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "time": self.now.isoformat(),
+            "state": self.state,
+            "reservoir_ml": self.reservoir_true_nl / 1e6,
+            "reservoir_estimate_ml": self.reservoir_estimate_nl / 1e6,
+            "reservoir_concentration": self.reservoir_conc,
+            "delivered_ml": self.delivered_nl / 1e6,
+            "delivered_mcg": self.delivered_mcg,
+            "tissue_ml": self.tissue_nl / 1e6,
+            "strokes": self.strokes,
+            "battery_days_left": self.battery_days_left(),
+            "low_alarm_ml": self.low_threshold_nl / 1e6,
+            "tone": self.alarms.tone(),
+            "alarms": [a.to_dict() for a in self.alarms.history if a.active],
+            "program": self.prescription.to_dict() if self.prescription else None,
+        }
+
+    def _sample(self) -> None:
+        basal, _ = self._program_rate()
+        self.history.append({"t": self.t, "reservoir_ml": self.reservoir_true_nl / 1e6,
+                             "estimate_ml": self.reservoir_estimate_nl / 1e6,
+                             "rate_ml_per_day": float(basal) * self.nominal_nl * DAY_S / 1e6
+                             if self._delivering() else 0.0})
+
+    def _log(self, kind: str, data: dict[str, Any] | None = None,
+             at: int | Fraction | None = None) -> None:
+        self.log.append(iso(self.t if at is None else at), kind, data)
+
+    # ---- persistence -----------------------------------------------------------------------
+    def _persist(self, record: dict[str, Any]) -> None:
+        if self.memory is not None:
+            self.memory.append_journal(record)
+            self.memory.write_snapshot(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "profile": self.profile.name,
+            "t": self.t, "born": self.born, "clock_offset": self.clock_offset,
+            "true_stroke_nl": self.true_stroke_nl,
+            "catheter": self.catheter.to_dict(),
+            "reservoir_true_nl": self.reservoir_true_nl,
+            "reservoir_estimate_nl": self.reservoir_estimate_nl,
+            "reservoir_conc": self.reservoir_conc,
+            "low_threshold_nl": self.low_threshold_nl,
+            "prescription": self.prescription.to_dict() if self.prescription else None,
+            "program_conc": self.program_conc, "program_started": self.program_started,
+            "running": self.running, "empty": self.empty, "stalled": self.stalled,
+            "recovery_until": self.recovery_until,
+            "awaiting_interrogation": self.awaiting_interrogation, "eos": self.eos,
+            "bolus": [str(self.bolus[0]), self.bolus[1]] if self.bolus else None,
+            "acc": str(self.acc), "strokes": self.strokes,
+            "battery_used_uah": self.battery_used_uah,
+            "filled_nl": self.filled_nl, "withdrawn_nl": self.withdrawn_nl,
+            "delivered_nl": self.delivered_nl, "delivered_mcg": self.delivered_mcg,
+            "tissue_nl": self.tissue_nl, "tissue_mcg": self.tissue_mcg,
+            "alarms": self.alarms.to_list(), "log": self.log.to_dict(),
+        }
+
+    def _restore_from(self, d: dict[str, Any]) -> None:
+        self.t, self.born, self.clock_offset = d["t"], d["born"], d["clock_offset"]
+        self.true_stroke_nl = d["true_stroke_nl"]
+        self.catheter = Catheter.from_dict(d["catheter"])
+        self.reservoir_true_nl = d["reservoir_true_nl"]
+        self.reservoir_estimate_nl = d["reservoir_estimate_nl"]
+        self.reservoir_conc = d["reservoir_conc"]
+        self.low_threshold_nl = d["low_threshold_nl"]
+        self.prescription = parse_prescription(d["prescription"]) if d["prescription"] else None
+        self.program_conc, self.program_started = d["program_conc"], d["program_started"]
+        self.running, self.empty, self.stalled = d["running"], d["empty"], d["stalled"]
+        self.recovery_until = d["recovery_until"]
+        self.awaiting_interrogation, self.eos = d["awaiting_interrogation"], d["eos"]
+        self.bolus = (_frac(d["bolus"][0]), d["bolus"][1]) if d["bolus"] else None
+        self.acc, self.strokes = _frac(d["acc"]), d["strokes"]
+        self.battery_used_uah = d["battery_used_uah"]
+        self.filled_nl, self.withdrawn_nl = d["filled_nl"], d["withdrawn_nl"]
+        self.delivered_nl, self.delivered_mcg = d["delivered_nl"], d["delivered_mcg"]
+        self.tissue_nl, self.tissue_mcg = d["tissue_nl"], d["tissue_mcg"]
+        self.alarms = AlarmBook.from_list(d["alarms"])
+        self.log = EventLog.from_dict(d["log"])
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], profile: PumpProfile | None = None,
+                  memory: MemoryPort | None = None) -> PumpController:
+        p = profile or get_pump(d["profile"])
+        c = cls(p, to_datetime(d["t"]), memory=memory)
+        c._restore_from(d)
+        return c
+
+    @classmethod
+    def restore(cls, memory: MemoryPort, profile: PumpProfile | str, now: datetime) -> PumpController:
+        """Power up from memory. A corrupted memory gives the safe state: a stopped pump with no
+        program, its reservoir unknown (zero), and the memory-error alarm sounding."""
+        p = get_pump(profile) if isinstance(profile, str) else profile
+        try:
+            state = memory.read_snapshot()
+            if state is None:
+                raise MemoryCorrupted("no snapshot")
+            return cls.from_dict(state, p, memory)
+        except (MemoryCorrupted, KeyError, TypeError, ValueError, OpenITBError) as exc:
+            c = cls(p, now, memory=memory)
+            c._raise("memory_error", c.t, f"memory corrupted: {exc}")
+            return c
+
+
+def zero_error_pump(profile: PumpProfile | str, now: datetime, **kw: Any) -> PumpController:
+    """A pump whose true stroke equals the nominal stroke (hand-worked scenarios)."""
+    p = get_pump(profile) if isinstance(profile, str) else profile
+    return PumpController(p, now, true_stroke_nl=p.stroke_volume_nl, **kw)
+
+
+__all__ = ["PumpController", "zero_error_pump", "draw_true_stroke_nl", "to_seconds",
+           "to_datetime"]
