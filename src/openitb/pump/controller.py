@@ -428,8 +428,14 @@ class PumpController:
         if new_nl >= self.nominal_nl:
             self.empty = False
             self._clear("empty_reservoir")
+        else:
+            self.empty = True
+            self.acc = Fraction(0)
+            self._raise("empty_reservoir", self.t, "refilled below one stroke")
         if new_nl > self.low_threshold_nl:
             self._clear("low_reservoir")
+        else:
+            self._raise("low_reservoir", self.t, "refilled at or below the low-reservoir threshold")
         return Response(True, data={"withdrawn_ml": withdrawn / 1e6, "expected_ml": expected / 1e6,
                                     "discrepancy_ml": (withdrawn - expected) / 1e6})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from openitb.units import Hours, McgPerDay, McgPerMl, Micrograms, Milliliters
 
 from .helpers import T0, programmed_strokes
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=int(os.environ.get("PUMP_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 doses = st.sampled_from([200.0, 350.5, 600.0, 800.0, 1234.5, 2000.0])
 concs = st.sampled_from([500.0, 1000.0, 2000.0])
