@@ -12,6 +12,7 @@ Volumes are integer nanolitres. The pump's reservoir *estimate* falls by the nom
 
 from __future__ import annotations
 
+import bisect
 import math
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -133,6 +134,7 @@ class PumpController:
         self.log = EventLog(log_capacity)
         self.history: list[dict[str, Any]] = []  # (time, reservoir, delivered) samples per span
         self.record_history = False
+        self._seg_cache: tuple[Any, float, list[tuple[int, int, Fraction]], float] | None = None
         self._log("manufactured", {"true_stroke_nl": self.true_stroke_nl})
 
     @classmethod
@@ -175,23 +177,36 @@ class PumpController:
         p = self.prescription
         if p is None or not self.running:
             return Fraction(0), None
+        segs = self._segments()
         if p.repeats_daily:
             tod = (self.t + self.clock_offset) % DAY_S
-            for seg in p.segments():
-                if seg.start_s <= tod < seg.end_s:
-                    return self._strokes_per_s(seg.dose_per_day.value), self.t + seg.end_s - tod
+            i = bisect.bisect_right(segs, tod, key=lambda s: s[0]) - 1
+            if i >= 0 and tod < segs[i][1]:
+                return segs[i][2], self.t + segs[i][1] - tod
             return Fraction(0), self.t + DAY_S - tod
         elapsed = self.t - self.program_started
-        for seg in p.segments():
-            if seg.start_s <= elapsed < seg.end_s:
-                return self._strokes_per_s(seg.dose_per_day.value), self.program_started + seg.end_s
+        for start, end, rate in segs:
+            if start <= elapsed < end:
+                return rate, self.program_started + end
         return Fraction(0), None
 
+    def _segments(self) -> list[tuple[int, int, Fraction]]:
+        """The program's segments as (start_s, end_s, strokes per second), cached per program."""
+        c = self._seg_cache
+        if c is None or c[0] is not self.prescription or c[1] != self.program_conc:
+            assert self.prescription is not None
+            segs = [(s.start_s, s.end_s, self._strokes_per_s(s.dose_per_day.value))
+                    for s in self.prescription.segments()]
+            daily = float(self._strokes_per_s(self.prescription.daily_dose().value) * DAY_S)
+            self._seg_cache = (self.prescription, self.program_conc, segs, daily)
+        return self._seg_cache[2]
+
     def daily_strokes(self) -> float:
-        p = self.prescription
-        if p is None or not self.running:
+        if self.prescription is None or not self.running:
             return 0.0
-        return float(self._strokes_per_s(p.daily_dose().value) * DAY_S)
+        self._segments()
+        assert self._seg_cache is not None
+        return self._seg_cache[3]
 
     # ---- time ------------------------------------------------------------------------------
     def advance(self, to_time: datetime) -> None:

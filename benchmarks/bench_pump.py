@@ -1,0 +1,82 @@
+"""Pump controller: one pump-year of delivery, event-driven versus a naive per-second reference.
+
+The reference steps every second with the same exact (Fraction) stroke accumulator over a
+shorter span and is scaled to a year; both must agree to the stroke over that span.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+
+from openitb.pump import commands as cmd
+from openitb.pump.controller import zero_error_pump
+from openitb.therapy.prescription import DAY_S, Continuous, Flex, FlexStep, Prescription
+from openitb.units import McgPerDay, McgPerMl, Milliliters
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+CONC = 1000.0
+NAIVE_DAYS = 5
+
+
+def _pump(rx: Prescription):  # type: ignore[no-untyped-def]
+    p = zero_error_pump("itb-40", T0)
+    p.handle(cmd.Refill(Milliliters(40), McgPerMl(CONC)))
+    p.handle(cmd.Program(rx, McgPerMl(CONC)))
+    p.handle(cmd.Start())
+    return p
+
+
+def event_driven(rx: Prescription, days: float) -> tuple[int, float]:
+    t = time.perf_counter()
+    p = _pump(rx)
+    p.advance(T0 + timedelta(days=days))
+    return p.strokes, time.perf_counter() - t
+
+
+def naive(rx: Prescription, days: int, stroke_nl: int = 1000) -> tuple[int, float]:
+    """Step every second: look up the rate, add it to the accumulator, count whole strokes."""
+    t = time.perf_counter()
+    segs = rx.segments()
+    rate_of = [Fraction(0)] * len(segs)
+    for i, s in enumerate(segs):
+        rate_of[i] = Fraction(s.dose_per_day.value) * 1_000_000 / (Fraction(CONC) * DAY_S * stroke_nl)
+    acc = Fraction(0)
+    strokes = 0
+    for second in range(days * DAY_S):
+        tod = second % DAY_S
+        for i, s in enumerate(segs):
+            if s.start_s <= tod < s.end_s:
+                acc += rate_of[i]
+                break
+        if acc >= 1:
+            k = math.floor(acc)
+            strokes += k
+            acc -= k
+    return strokes, time.perf_counter() - t
+
+
+def main() -> int:
+    programs: dict[str, Prescription] = {
+        "continuous": Continuous(McgPerDay(100)),
+        "flex-24": Flex(tuple(FlexStep(h * 3600, McgPerDay(50 + 5 * h)) for h in range(24))),
+    }
+    ok = True
+    for name, rx in programs.items():
+        year_strokes, year_s = event_driven(rx, 365)
+        ref_strokes, ref_s = naive(rx, NAIVE_DAYS)
+        short_strokes, _ = event_driven(rx, NAIVE_DAYS)
+        ref_year_s = ref_s * 365 / NAIVE_DAYS
+        agree = ref_strokes == short_strokes
+        ok &= agree
+        print(f"{name:>10}: one pump-year {year_s * 1000:8.2f} ms ({year_strokes} strokes); "
+              f"naive per-second {ref_s:.2f} s for {NAIVE_DAYS} days -> {ref_year_s:.0f} s/year; "
+              f"ratio {ref_year_s / year_s:,.0f}x; agree to the stroke over {NAIVE_DAYS} days: "
+              f"{agree} ({short_strokes} vs {ref_strokes})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
