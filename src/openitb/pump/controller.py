@@ -198,8 +198,9 @@ class PumpController:
             segs = [(s.start_s, s.end_s, self._strokes_per_s(s.dose_per_day.value))
                     for s in self.prescription.segments()]
             daily = float(self._strokes_per_s(self.prescription.daily_dose().value) * DAY_S)
-            self._seg_cache = (self.prescription, self.program_conc, segs, daily)
-        return self._seg_cache[2]
+            c = (self.prescription, self.program_conc, segs, daily)
+            self._seg_cache = c
+        return c[2]
 
     def daily_strokes(self) -> float:
         if self.prescription is None or not self.running:
