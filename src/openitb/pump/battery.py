@@ -26,3 +26,8 @@ def projected_days(profile: PumpProfile, remaining_uah: float, strokes_per_day: 
     """Projected life at the current program's daily stroke count."""
     per_day = profile.battery_idle_ua * 24 + profile.battery_stroke_uah * strokes_per_day
     return remaining_uah / per_day if per_day > 0 else float("inf")
+
+
+def telemetry_uah(profile: PumpProfile, seconds: float) -> float:
+    """Charge used by ``seconds`` of telemetry (radio) at the profile's current."""
+    return profile.battery_telemetry_ma * 1000 * seconds / HOUR_S

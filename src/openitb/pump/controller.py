@@ -55,6 +55,8 @@ from openitb.therapy.prescription import (
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 YEAR_S = 365.25 * DAY_S
+TELEMETRY_S_PER_COMMAND = 10  # radio time charged to the battery per programmer command (default)
+ENVIRONMENT = frozenset({"MriStart", "MriEnd", "PowerOnReset", "CatheterFault"})
 
 
 def to_seconds(t: datetime) -> int:
@@ -351,8 +353,7 @@ class PumpController:
         method = getattr(self, f"_cmd_{name}", None)
         if method is None:
             return Response(False, f"unknown command {name}")
-        if self.awaiting_interrogation and name not in ("MriStart", "MriEnd", "PowerOnReset",
-                                                          "CatheterFault"):
+        if self.awaiting_interrogation and name not in ENVIRONMENT:
             self._resume_after_mri()  # any telemetry session is an interrogation
         before = self.to_dict() if name not in ("ReadStatus", "ReadLog") else None
         try:
@@ -362,6 +363,8 @@ class PumpController:
         if not resp.ok and before is not None:
             self._restore_from(before)
             return resp
+        if name not in ENVIRONMENT:
+            self.battery_used_uah += battery.telemetry_uah(self.profile, TELEMETRY_S_PER_COMMAND)
         if name not in ("ReadStatus", "ReadLog"):
             self._log(f"command_{name}", {"ok": resp.ok})
             self._persist({"op": "command", "name": name, "at": self.t})

@@ -209,3 +209,13 @@ def test_power_on_reset_stops_with_memory_alarm() -> None:
     assert p.strokes == 0 and p.alarms.active("memory_error") is not None
     assert p.handle(cmd.Start()).ok
     assert p.alarms.active("memory_error") is None
+
+
+def test_telemetry_draws_battery() -> None:
+    p = running_pump()
+    used = p.battery_used_uah
+    p.handle(cmd.ReadStatus())
+    assert p.battery_used_uah > used
+    env = p.battery_used_uah
+    p.handle(cmd.CatheterFault("none"))
+    assert p.battery_used_uah == env
