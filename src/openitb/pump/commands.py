@@ -38,6 +38,23 @@ class ClinicianBolus:
 
 
 @dataclass(frozen=True)
+class PrimingBolus:
+    """Move ``volume`` (the path to fill) over ``duration``, in place of the basal rate."""
+
+    volume: Milliliters
+    duration: Hours
+
+
+@dataclass(frozen=True)
+class BridgeBolus:
+    """After a concentration change: push the old drug still in the path (``volume``) out over
+    ``duration`` (at the old flow), in place of the basal rate."""
+
+    volume: Milliliters
+    duration: Hours
+
+
+@dataclass(frozen=True)
 class Refill:
     """Entered after the physical refill: the new reservoir volume and concentration."""
 
@@ -94,7 +111,7 @@ class CatheterFault:
     kind: str
 
 
-Command = (SetClock | Program | Start | Stop | ClinicianBolus | Refill | SetLowAlarm
+Command = (SetClock | Program | Start | Stop | ClinicianBolus | PrimingBolus | BridgeBolus | Refill | SetLowAlarm
            | AcknowledgeAlarm | AlarmTest | ReadStatus | ReadLog | MriStart | MriEnd
            | PowerOnReset | CatheterFault)
 

@@ -28,12 +28,14 @@ from openitb.pump.catheter import FAULTS, Catheter
 from openitb.pump.commands import (
     AcknowledgeAlarm,
     AlarmTest,
+    BridgeBolus,
     CatheterFault,
     ClinicianBolus,
     Command,
     MriEnd,
     MriStart,
     PowerOnReset,
+    PrimingBolus,
     Program,
     ReadLog,
     ReadStatus,
@@ -122,7 +124,8 @@ class PumpController:
         self.recovery_until: int | None = None  # MRI recovery end
         self.awaiting_interrogation = False
         self.eos = False
-        self.bolus: tuple[Fraction, int] | None = None  # (strokes per second, end time)
+        # (strokes per second, end time, replaces the basal rate)
+        self.bolus: tuple[Fraction, int, bool] | None = None
         self.acc = Fraction(0)  # fractional stroke accumulator, in [0, 1)
         self.strokes = 0
         self.battery_used_uah = 0.0
@@ -250,7 +253,7 @@ class PumpController:
             if self.bolus is not None:
                 ends.append(self.bolus[1])
                 if self.running:
-                    rate += self.bolus[0]
+                    rate = self.bolus[0] if self.bolus[2] else rate + self.bolus[0]
             if self.recovery_until is not None:
                 ends.append(self.recovery_until)
             delivering = self._delivering() and rate > 0
@@ -427,8 +430,36 @@ class PumpController:
         if flow_ml_h > self.profile.bolus_max_flow_ml_per_hour + 1e-12:
             return Response(False, f"bolus flow {flow_ml_h:.3g} mL/h above the "
                                    f"{self.profile.bolus_max_flow_ml_per_hour:g} mL/h limit")
-        self.bolus = (rate, self.t + seconds)
+        self.bolus = (rate, self.t + seconds, False)
         return Response(True, data={"ends_at": iso(self.t + seconds)})
+
+    def _volume_bolus(self, volume_ml: float, hours: float) -> Response:
+        if (r := self._refuse_if_eos()) is not None:
+            return r
+        if not self.running or self.prescription is None:
+            return Response(False, "the pump must be running a program to give a bolus")
+        if self.bolus is not None:
+            return Response(False, "a bolus is already running")
+        seconds = round(hours * 3600)
+        if not 60 <= seconds <= DAY_S:
+            return Response(False, f"bolus duration {hours:g} h must be 1 min to 24 h")
+        strokes = round(volume_ml * 1_000_000) // self.nominal_nl
+        if strokes < 1:
+            return Response(False, "bolus volume must be at least one stroke")
+        rate = Fraction(strokes, seconds)
+        flow_ml_h = float(rate) * self.nominal_nl * 3600 / 1e6
+        if flow_ml_h > self.profile.bolus_max_flow_ml_per_hour + 1e-12:
+            return Response(False, f"bolus flow {flow_ml_h:.3g} mL/h above the "
+                                   f"{self.profile.bolus_max_flow_ml_per_hour:g} mL/h limit")
+        self.acc = Fraction(0)
+        self.bolus = (rate, self.t + seconds, True)
+        return Response(True, data={"ends_at": iso(self.t + seconds), "strokes": strokes})
+
+    def _cmd_PrimingBolus(self, c: PrimingBolus) -> Response:
+        return self._volume_bolus(c.volume.value, c.duration.value)
+
+    def _cmd_BridgeBolus(self, c: BridgeBolus) -> Response:
+        return self._volume_bolus(c.volume.value, c.duration.value)
 
     def _cmd_Refill(self, c: Refill) -> Response:
         if (r := self._refuse_if_eos()) is not None:
@@ -572,7 +603,7 @@ class PumpController:
             "running": self.running, "empty": self.empty, "stalled": self.stalled,
             "recovery_until": self.recovery_until,
             "awaiting_interrogation": self.awaiting_interrogation, "eos": self.eos,
-            "bolus": [str(self.bolus[0]), self.bolus[1]] if self.bolus else None,
+            "bolus": [str(self.bolus[0]), self.bolus[1], self.bolus[2]] if self.bolus else None,
             "acc": str(self.acc), "strokes": self.strokes,
             "battery_used_uah": self.battery_used_uah,
             "filled_nl": self.filled_nl, "withdrawn_nl": self.withdrawn_nl,
@@ -594,7 +625,8 @@ class PumpController:
         self.running, self.empty, self.stalled = d["running"], d["empty"], d["stalled"]
         self.recovery_until = d["recovery_until"]
         self.awaiting_interrogation, self.eos = d["awaiting_interrogation"], d["eos"]
-        self.bolus = (_frac(d["bolus"][0]), d["bolus"][1]) if d["bolus"] else None
+        self.bolus = ((_frac(d["bolus"][0]), d["bolus"][1], bool(d["bolus"][2]))
+                      if d["bolus"] else None)
         self.acc, self.strokes = _frac(d["acc"]), d["strokes"]
         self.battery_used_uah = d["battery_used_uah"]
         self.filled_nl, self.withdrawn_nl = d["filled_nl"], d["withdrawn_nl"]

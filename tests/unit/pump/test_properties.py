@@ -40,6 +40,7 @@ events = st.one_of(
     st.builds(lambda v: cmd.Refill(Milliliters(v), McgPerMl(1000.0)), st.floats(0, 40)),
     st.builds(lambda v: cmd.SetLowAlarm(Milliliters(v)), st.sampled_from([1.0, 2.0, 4.0, 9.0])),
     st.builds(lambda d: cmd.ClinicianBolus(Micrograms(d), Hours(1)), st.sampled_from([10.0, 50.0])),
+    st.builds(lambda v: cmd.BridgeBolus(Milliliters(v), Hours(2)), st.sampled_from([0.2, 0.43])),
     st.builds(cmd.AcknowledgeAlarm, st.sampled_from(["low_reservoir", "empty_reservoir"])),
 )
 timeline = st.lists(st.tuples(st.integers(1, 20 * 86400), events), max_size=12)

@@ -219,3 +219,41 @@ def test_telemetry_draws_battery() -> None:
     env = p.battery_used_uah
     p.handle(cmd.CatheterFault("none"))
     assert p.battery_used_uah == env
+
+
+def _concentration_change(bridge: bool) -> tuple[float, float]:
+    """500 -> 2000 mcg/mL at 400 mcg/day; mcg at the tip over the first 24 h after the change."""
+    p = running_pump(conc=500.0, dose=400.0)  # old flow 0.8 mL/day
+    p.advance(days(1))
+    p.handle(cmd.Refill(Milliliters(20), McgPerMl(2000)))
+    p.handle(cmd.Program(p.prescription, McgPerMl(2000)))  # type: ignore[arg-type]
+    path_ml = p.catheter.volume_nl / 1e6
+    hours = path_ml / 0.8 * 24  # the path volume at the old flow
+    if bridge:
+        assert p.handle(cmd.BridgeBolus(Milliliters(path_ml), Hours(hours))).ok
+    before = p.delivered_mcg
+    p.advance(days(2))
+    return p.delivered_mcg - before, hours
+
+
+def test_bridge_bolus_keeps_the_dose_at_the_tip() -> None:
+    with_bridge, hours = _concentration_change(True)
+    without, _ = _concentration_change(False)
+    assert hours < 24
+    # With the bridge: old drug at the old flow, then the new drug at the new flow: 400 mcg/day.
+    assert abs(with_bridge - 400) <= 2 * 2000 / 1000
+    # Without it the old, weaker drug crawls out at the new, slower flow: a quarter of the dose.
+    assert without < 0.3 * 400
+
+
+def test_pump_low_alarm_agrees_with_refill_projection() -> None:
+    from openitb.devices import get_pump
+    from openitb.therapy.prescription import Continuous
+    from openitb.therapy.refill import project_refill
+
+    proj = project_refill(Continuous(McgPerDay(800)), get_pump("itb-40"), Milliliters(40),
+                          McgPerMl(2000), T0)
+    p = running_pump()
+    p.advance(days(120))
+    assert proj.low_alarm_at is not None
+    assert abs(_raised(p, "low_reservoir") - proj.low_alarm_at) <= timedelta(seconds=216)
