@@ -44,14 +44,22 @@ def _event(doc: dict[str, Any], i: int) -> tuple[float, list[Any]]:
     if kind == "bolus":
         return float(day), [cmd.ClinicianBolus(parse(doc.get("dose"), Micrograms, f"{field}.dose"),
                                                parse(doc.get("duration"), Hours, f"{field}.duration"))]
+    if kind in ("bridge", "priming"):
+        cls = cmd.BridgeBolus if kind == "bridge" else cmd.PrimingBolus
+        return float(day), [cls(parse(doc.get("volume"), Milliliters, f"{field}.volume"),
+                                parse(doc.get("duration"), Hours, f"{field}.duration"))]
+    if kind == "low_alarm":
+        return float(day), [cmd.SetLowAlarm(parse(doc.get("threshold"), Milliliters,
+                                                  f"{field}.threshold"))]
     simple = {"mri_start": cmd.MriStart(), "mri_end": cmd.MriEnd(), "reset": cmd.PowerOnReset(),
               "start": cmd.Start(), "stop": cmd.Stop(), "status": cmd.ReadStatus()}
     if kind in simple:
         return float(day), [simple[kind]]
     if kind in ("occlusion", "disconnection", "repair"):
         return float(day), [cmd.CatheterFault("none" if kind == "repair" else kind)]
-    raise InvalidInput(f"{field}.kind", kind, "refill, program, bolus, mri_start, mri_end, reset, "
-                       "start, stop, status, occlusion, disconnection, repair")
+    raise InvalidInput(f"{field}.kind", kind, "refill, program, bolus, bridge, priming, low_alarm, "
+                       "mri_start, mri_end, reset, start, stop, status, occlusion, disconnection, "
+                       "repair")
 
 
 def load_events(path: Path) -> list[tuple[float, list[Any]]]:

@@ -29,7 +29,9 @@ def test_simulate_events_prescription_and_plot(tmp_path: Path) -> None:
     ev = tmp_path / "ev.toml"
     ev.write_text('[[events]]\nday = 80\nkind = "refill"\nvolume = "40 mL"\n'
                   'concentration = "2000 mcg/mL"\n[[events]]\nday = 90\nkind = "mri_start"\n'
-                  '[[events]]\nday = 90.1\nkind = "mri_end"\n')
+                  '[[events]]\nday = 90.1\nkind = "mri_end"\n'
+                  '[[events]]\nday = 91\nkind = "bridge"\nvolume = "0.4 mL"\nduration = "2 h"\n'
+                  '[[events]]\nday = 92\nkind = "occlusion"\n')
     png = tmp_path / "p.png"
     r = runner.invoke(app, [*BASE, "--prescription", str(rx), "--days", "100", "--seed", "3",
                             "--events", str(ev), "--json", "--plot", str(png), "--low-alarm", "3 mL"])
@@ -46,3 +48,10 @@ def test_bad_input_exit_2() -> None:
     assert r.exit_code == 2
     r = runner.invoke(app, [*BASE[:-1], "50 mL", "--dose", "800 mcg/day", "--days", "5"])
     assert r.exit_code == 2 and "capacity" in r.stderr
+
+
+def test_bad_event_kind_exit_2(tmp_path: Path) -> None:
+    ev = tmp_path / "ev.toml"
+    ev.write_text('[[events]]\nday = 1\nkind = "explode"\n')
+    r = runner.invoke(app, [*BASE, "--dose", "800 mcg/day", "--days", "5", "--events", str(ev)])
+    assert r.exit_code == 2 and "events[0].kind" in r.stderr
