@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openitb.commands import calc, demo, pump
+from openitb.commands import calc, demo, pump, pump_service  # noqa: F401 (registers)
 
 app = typer.Typer(
     name="itb",
