@@ -209,6 +209,14 @@ class PumpService:
         return self._apply(cmd.ReadLog(args.get("page", 0), args.get("page_size", 50)))
 
     def _program(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        held = self.pump.reservoir_conc
+        conc = args["concentration"].value
+        if self.pump.reservoir_estimate_nl > 0 and abs(held - conc) > 1e-9 * max(1.0, held):
+            # A rate computed for one concentration while the reservoir holds another is a dose
+            # error by the ratio of the two.
+            raise CommandError("concentration_mismatch", f"program concentration {conc:g} mcg/mL"
+                               f" differs from the reservoir's {held:g} mcg/mL; program with the"
+                               " concentration in the pump (refill first to change it)")
         out = self._apply(cmd.Program(args["prescription"], args["concentration"]))
         return {"program": args["prescription"].to_dict(), **out}
 
