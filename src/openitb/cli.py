@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openitb.commands import calc, demo, pump, pump_service  # noqa: F401 (registers)
+from openitb.commands import calc, demo, programmer, pump, pump_service  # noqa: F401 (registers)
 
 app = typer.Typer(
     name="itb",
@@ -16,6 +16,8 @@ app = typer.Typer(
 app.add_typer(calc.app, name="calc")
 app.add_typer(pump.app, name="pump")
 app.add_typer(demo.app, name="demo")
+app.add_typer(programmer.app, name="programmer")
+app.add_typer(programmer.ptm_app, name="ptm")
 # Each command group registers here, one line each.
 
 

@@ -31,6 +31,9 @@ class PumpLink:
         self.client = client
         self.record = record
         self.now = now
+        # The first interrogation after an MRI resumes a pump that waits for one; remember it
+        # for the rest of the session (the post-MRI check may not be the first read).
+        self.resumed_after_mri = False
 
     def _call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -48,6 +51,7 @@ class PumpLink:
             k: status.get(k) for k in ("state", "reservoir_estimate_ml", "program",
                                        "program_concentration_mcg_per_ml", "battery_days_left",
                                        "tone")})
+        self.resumed_after_mri = self.resumed_after_mri or bool(status.get("resumed_after_mri"))
         if status.get("serial") and not self.record.pump:
             self.record.pump = str(status["serial"])
         return status

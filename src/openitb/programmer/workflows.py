@@ -31,7 +31,9 @@ from openitb.units import Hours, McgPerDay, McgPerMl, Micrograms, Milliliters
 
 AnyReview = Review | ch.ChangeReview
 Confirm = Callable[[AnyReview], bool]
-VOLUME_TOLERANCE_ML = 0.005  # a few strokes delivered between the write and the read-back
+VOLUME_TOLERANCE_ML = 0.005
+MAX_BRIDGE_H = 24.0  # the pump's longest bolus
+RESIDUAL_SHARE = 0.10  # (R) an unbridged share of the path above this needs a reason  # a few strokes delivered between the write and the read-back
 
 
 @dataclass
@@ -279,18 +281,30 @@ class Programmer:
             unbridged = (f"without a bridge the patient gets {b.unbridged_dose_error_pct:+.0f} % "
                          f"of the dose for {b.unbridged_duration.value:.1f} h while the old drug "
                          "leaves the catheter")
-            doable = 1 / 60 <= b.bridge_duration.value <= 24
-            if bridge and doable:
-                writes.append(("bridge_bolus", {"volume": f"{b.bridge_volume.value!r} mL",
-                                                "duration": f"{b.bridge_duration.value!r} h"}))
-                bridge_plan = {"volume_ml": b.bridge_volume.value,
-                               "duration_h": b.bridge_duration.value,
-                               "dose_mcg": b.bridge_dose.value}
-                rows.append(ch.row("bridge bolus", "-", f"{b.bridge_volume.value:.4g} mL over "
-                                   f"{b.bridge_duration.value:.2f} h at the old flow "
-                                   f"({b.bridge_dose.value:.4g} mcg of the old drug)"))
+            # One bolus lasts at most 24 h: a longer bridge pushes one day of the old flow and
+            # the rest of the path clears at the new flow (shown, and guarded if large).
+            hours = min(b.bridge_duration.value, MAX_BRIDGE_H)
+            volume_b = b.old_flow.value * hours / 24.0
+            residual = max(0.0, b.path_volume.value - volume_b)
+            if bridge and hours >= 1 / 60:
+                writes.append(("bridge_bolus", {"volume": f"{volume_b!r} mL",
+                                                "duration": f"{hours!r} h"}))
+                bridge_plan = {"volume_ml": volume_b, "duration_h": hours,
+                               "dose_mcg": volume_b * old_v, "unbridged_ml": residual}
+                bcheck: tuple[Classification, str] | None = None
+                if residual > RESIDUAL_SHARE * b.path_volume.value:
+                    bcheck = (Classification.ABOVE_RECOMMENDED,
+                             f"the bridge covers {volume_b:.3g} of {b.path_volume.value:.3g} mL "
+                             f"in 24 h; the rest reaches the tip at {b.unbridged_dose_error_pct:+.0f}"
+                             " % dose error; an override reason is required")
+                elif residual > 0:
+                    warnings.append(f"{residual:.3g} mL of the path is not bridged (bolus limit "
+                                    "24 h): a short dose dip or rise when it clears")
+                rows.append(ch.row("bridge bolus", "-", f"{volume_b:.4g} mL over {hours:.2f} h "
+                                   f"at the old flow ({volume_b * old_v:.4g} mcg of the old "
+                                   "drug)", bcheck))
             else:
-                why = "declined" if bridge else "longer than 24 h, not possible as one bolus"
+                why = "declined" if not bridge else "too short to give"
                 rows.append(ch.row("bridge bolus", "-", f"none ({why})",
                                    (Classification.ABOVE_RECOMMENDED,
                                     f"no bridge bolus ({why}): {unbridged}; an override reason "
@@ -412,17 +426,17 @@ class Programmer:
         status = self.link.read_status()
         log = self.link.read_log(30)
         state = status.get("state")
+        resumed = self.link.resumed_after_mri
         mri_events = [e for e in log if "mri" in str(e.get("kind", "")).lower()
                       or e.get("kind") in ("alarm_raised", "alarm_cleared")
                       and (e.get("data") or {}).get("kind") == "motor_stall"]
-        result: dict[str, Any] = {"state": state, "resumed_by_interrogation":
-                                  bool(status.get("resumed_after_mri")),
+        result: dict[str, Any] = {"state": state, "resumed_by_interrogation": resumed,
                                   "mri_log": mri_events, "restarted": False}
         if state == "running":
             result["recovered"] = True
             result["message"] = ("infusing: the rotor recovered" +
                                  (" and this interrogation resumed infusion"
-                                  if status.get("resumed_after_mri") else ""))
+                                  if resumed else ""))
         elif state == "motor_stall":
             result["recovered"] = False
             result["message"] = ("not recovered: the rotor is still stalled or recovering "
