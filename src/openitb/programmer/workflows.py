@@ -87,6 +87,21 @@ def program_differences(status: dict[str, Any], proposed: Prescription,
     return out
 
 
+def volume_differences(before: dict[str, Any], after: dict[str, Any], profile: PumpProfile,
+                       volume: Milliliters, verb: str) -> list[str]:
+    """The reservoir read back may be lower than written by at most what the pump can have
+    moved since (its bolus flow limit over the pump-clock time elapsed), never higher."""
+    got = after.get("reservoir_estimate_ml")
+    if not isinstance(got, (int, float)):
+        return [f"reservoir: {verb} {volume.value:g} mL, the pump reports {got!r}"]
+    elapsed_h = max(0.0, (ig.pump_time(after) - ig.pump_time(before)).total_seconds() / 3600)
+    may_move = profile.bolus_max_flow_ml_per_hour * elapsed_h + profile.max_flow.value / 24 * \
+        elapsed_h
+    if not volume.value - may_move - VOLUME_TOLERANCE_ML <= got <= volume.value + 1e-9:
+        return [f"reservoir: {verb} {volume.value:g} mL, the pump estimates {got:g} mL"]
+    return []
+
+
 class Programmer:
     def __init__(self, link: PumpLink, *, library: DrugLibrary | None = None) -> None:
         self.link = link
@@ -215,9 +230,7 @@ class Programmer:
             d = program_differences(s, prescription, concentration)
             if s.get("state") != "running":
                 d.append(f"state: expected running, the pump reports {s.get('state')}")
-            if abs(float(s.get("reservoir_estimate_ml", -1)) - volume.value) > VOLUME_TOLERANCE_ML:
-                d.append(f"reservoir: filled {volume.value:g} mL, the pump estimates "
-                         f"{s.get('reservoir_estimate_ml')} mL")
+            d += volume_differences(status, s, profile, volume, "filled")
             if not s.get("bolus_running_until"):
                 d.append("priming bolus: written, but the pump reports no bolus running")
             return d
@@ -319,9 +332,7 @@ class Programmer:
             if not _close(s.get("reservoir_concentration_mcg_per_ml"), concentration.value):
                 d.append(f"reservoir concentration: wrote {concentration}, the pump reports "
                          f"{s.get('reservoir_concentration_mcg_per_ml')} mcg/mL")
-            if abs(float(s.get("reservoir_estimate_ml", -1)) - volume.value) > VOLUME_TOLERANCE_ML:
-                d.append(f"reservoir: wrote {volume.value:g} mL, the pump estimates "
-                         f"{s.get('reservoir_estimate_ml')} mL")
+            d += volume_differences(status, s, profile, volume, "wrote")
             if new_rx is not None and changed:
                 d += program_differences(s, new_rx, concentration)
             if bridge_plan is not None and not s.get("bolus_running_until"):

@@ -273,3 +273,38 @@ def test_session_record_written_atomically(tmp_path: Path) -> None:
     assert doc["overrides"][0]["reason"] == "severe night spasms"
     assert doc["reads"] and doc["ended"]
     assert not list(path.parent.glob("*.tmp"))
+
+
+def test_refill_more_withdrawn_than_expected_flags_under_infusion() -> None:
+    service, clock, prog, _ = implanted()
+    clock.advance(timedelta(days=14))
+    service.advance()
+    expected = service.pump.reservoir_estimate_nl / 1e6
+    with pytest.raises(RefusedOperation) as exc:
+        prog.refill(withdrawn=Milliliters(expected + 1.5), product="Gablofen",
+                    concentration=McgPerMl(500), volume=Milliliters(20), confirm=yes)
+    assert exc.value.code == "override_required" and "under-infusion" in exc.value.reason
+
+
+def test_change_on_a_stopped_pump_warns_it_will_not_infuse() -> None:
+    service, clock, prog, _ = implanted()
+    prog.link.send("stop")
+    review = prog.review_change(Continuous(McgPerDay(440)), **SPINAL)
+    assert any("will not infuse until the pump is started" in w for w in review.warnings)
+
+
+def test_implant_refused_on_a_pump_that_has_a_program() -> None:
+    service, clock, prog, _ = implanted()
+    with pytest.raises(RefusedOperation) as exc:
+        prog.implant(Continuous(McgPerDay(100)), product="Gablofen", concentration=McgPerMl(500),
+                     volume=Milliliters(20), confirm=yes, origin=Origin.SPINAL)
+    assert exc.value.code == "not_new"
+    assert service.pump.prescription == Continuous(McgPerDay(400))
+
+
+def test_program_before_any_drug_is_in_the_pump_refused() -> None:
+    service, clock = new_pump()
+    prog, _ = connect(service, clock)
+    with pytest.raises(RefusedOperation) as exc:
+        prog.change_dose(McgPerDay(100), confirm=yes, **SPINAL)
+    assert exc.value.code == "no_drug" and service.pump.prescription is None

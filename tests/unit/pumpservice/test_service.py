@@ -189,3 +189,49 @@ def test_pump_new_writes_keys_0600_and_refuses_to_overwrite(tmp_path: Path) -> N
     r3 = runner.invoke(app, ["pump", "new", "--state", str(tmp_path / "x"), "--profile",
                              "itb-99", "--serial", "P"])
     assert r3.exit_code == 2
+
+
+def test_patient_activation_is_saved_before_the_bolus_starts() -> None:
+    service, _ = make_service()
+    c = set_up_running(service)
+    c.command("set_patient_limits", dose="20 mcg", duration="10 min", lockout="3 h", max_per_day=3)
+    seen: list[bool] = []
+    service._save_book = lambda book: seen.append(service.pump.bolus is None)
+    client(service, Role.PATIENT).command("patient_bolus")
+    assert seen == [True]  # a crash after the save loses a bolus, never a limit
+
+
+def test_random_and_mutated_frames_never_change_the_real_pump() -> None:
+    import random
+
+    from openitb.telemetry.frames import Frame, MessageType, encode
+
+    service, _ = make_service()
+    set_up_running(service)
+    before = json.dumps(service.pump.to_dict(), sort_keys=True)
+    book = service.book.to_dict()
+    from .helpers import KEYS
+    ep = service.endpoint(KEYS)
+    from openitb.telemetry.client import ProgrammerClient
+    c = ProgrammerClient(ep.handle, Role.CLINICIAN, KEYS[Role.CLINICIAN])
+    c.open()
+    assert c._key is not None
+    good = [encode(Frame(MessageType.COMMAND, 50 + i, {"command": name, "args": args}), c._key)
+            for i, (name, args) in enumerate([
+                ("stop", {}), ("program", {"prescription": {"mode": "continuous",
+                                                            "dose": "900 mcg/day"},
+                                           "concentration": "500 mcg/mL"}),
+                ("refill", {"volume": "1 mL", "concentration": "2000 mcg/mL"}),
+                ("clinician_bolus", {"dose": "100 mcg", "duration": "1 h"})])]
+    rng = random.Random(4)
+    for i in range(2000):
+        if i % 2:
+            data = rng.randbytes(rng.randint(0, 200))
+        else:
+            buf = bytearray(rng.choice(good))
+            for _ in range(rng.randint(1, 3)):
+                buf[rng.randrange(len(buf))] ^= rng.randint(1, 255)
+            data = bytes(buf)
+        ep.handle(data)
+    assert json.dumps(service.pump.to_dict(), sort_keys=True) == before
+    assert service.book.to_dict() == book
