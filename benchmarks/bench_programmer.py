@@ -1,0 +1,162 @@
+"""Programmer over the pump service: round trips and sustained throughput, plus the fuzz test
+against the real service.
+
+Prints, over loopback TCP to a served pump (file memory with fsync, as `itb pump serve`):
+- interrogate (status + recent log + projection): median and p99;
+- a full dose change (read, review, confirm, write, read back, compare): median and p99;
+- sustained commands per second (read_status back to back; and program writes);
+- fuzz: random and mutated frames into the real service; the pump's state must not change.
+The reference in the same run is the in-process transport (same frames, no socket).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from openitb.drugs import Context, Origin
+from openitb.programmer.link import PumpLink
+from openitb.programmer.record import SessionRecord
+from openitb.programmer.workflows import Programmer
+from openitb.pump.controller import zero_error_pump
+from openitb.pump.memory import FileMemory, InMemory
+from openitb.pumpservice.clock import VirtualClock
+from openitb.pumpservice.service import PumpService
+from openitb.pumpservice.transport import InProcessTransport
+from openitb.telemetry.client import ProgrammerClient
+from openitb.telemetry.frames import Frame, MessageType, encode, parse_unverified
+from openitb.telemetry.session import Role
+from openitb.telemetry.tcp import ServerThread, TcpTransport
+from openitb.therapy.prescription import Continuous
+from openitb.units import McgPerDay, McgPerMl, Milliliters
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+KEYS = {Role.CLINICIAN: os.urandom(32), Role.PATIENT: os.urandom(32)}
+
+
+def make_service(directory: Path | None) -> PumpService:
+    memory = FileMemory(directory) if directory is not None else InMemory()
+    pump = zero_error_pump("itb-20", T0, memory=memory)
+    return PumpService(pump, VirtualClock(T0), serial="BENCH-1")
+
+
+def programmer(transport: Any) -> Programmer:
+    client = ProgrammerClient(transport, Role.CLINICIAN, KEYS[Role.CLINICIAN])
+    client.open()
+    rec = SessionRecord("bench", "clinician", "", T0.isoformat())
+    return Programmer(PumpLink(client, rec, lambda: datetime.now(UTC)))
+
+
+def timed(fn: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def pct(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(p * len(s)))]
+
+
+def measure(prog: Programmer, n: int) -> dict[str, list[float]]:
+    prog.implant(Continuous(McgPerDay(400)), product="Gablofen", concentration=McgPerMl(500),
+                 volume=Milliliters(20), confirm=lambda r: True, origin=Origin.SPINAL)
+    doses = [440.0, 400.0]
+    i = [0]
+
+    def change() -> None:
+        i[0] += 1
+        prog.change_dose(McgPerDay(doses[i[0] % 2]), origin=Origin.SPINAL,
+                         context=Context.MAINTENANCE, confirm=lambda r: True)
+
+    return {"interrogate": timed(prog.interrogate, n), "change": timed(change, n),
+            "status": timed(prog.link.read_status, n * 4)}
+
+
+def fuzz_real_service(n: int, directory: Path, seed: int = 3) -> tuple[int, int, bool]:
+    service = make_service(directory)
+    prog = programmer(InProcessTransport(lambda: service.endpoint(KEYS)))
+    prog.implant(Continuous(McgPerDay(400)), product="Gablofen", concentration=McgPerMl(500),
+                 volume=Milliliters(20), confirm=lambda r: True, origin=Origin.SPINAL)
+    service.clock = lambda: service.pump.now  # freeze time: any change must come from a frame
+    before = json.dumps(service.pump.to_dict(), sort_keys=True)
+    ep = service.endpoint(KEYS)
+    c = ProgrammerClient(ep.handle, Role.CLINICIAN, KEYS[Role.CLINICIAN])
+    c.open()
+    assert c._key is not None
+    cmds: list[tuple[str, dict[str, Any]]] = [
+        ("stop", {}), ("refill", {"volume": "1 mL", "concentration": "2000 mcg/mL"}),
+        ("program", {"prescription": {"mode": "continuous", "dose": "1900 mcg/day"},
+                     "concentration": "500 mcg/mL"}),
+        ("clinician_bolus", {"dose": "150 mcg", "duration": "1 h"})]
+    good = [encode(Frame(MessageType.COMMAND, 1000 + i, {"command": k, "args": a}), c._key)
+            for i, (k, a) in enumerate(cmds)]
+    rng = random.Random(seed)
+    errors = 0
+    for i in range(n):
+        if i % 2:
+            data = rng.randbytes(rng.randint(0, 160))
+        else:
+            buf = bytearray(rng.choice(good))
+            for _ in range(rng.randint(1, 4)):
+                buf[rng.randrange(len(buf))] ^= rng.randint(1, 255)
+            data = bytes(buf)
+        if parse_unverified(ep.handle(data))[0].type is MessageType.ERROR:
+            errors += 1
+    return n, errors, json.dumps(service.pump.to_dict(), sort_keys=True) == before
+
+
+def main() -> int:
+    n = int(os.environ.get("OPENITB_BENCH_ROUNDS", "200"))
+    frames = int(os.environ.get("OPENITB_FUZZ_FRAMES", "100000"))
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        svc_in = make_service(base / "inproc")
+        inproc = measure(programmer(InProcessTransport(lambda: svc_in.endpoint(KEYS))), n)
+        svc_tcp = make_service(base / "tcp")
+        with ServerThread(lambda: svc_tcp.endpoint(KEYS)) as server:
+            t = TcpTransport("127.0.0.1", server.port)
+            tcp = measure(programmer(t), n)
+            t.close()
+        for name, label in (("interrogate", "interrogate (status + log)"),
+                            ("change", "dose change (read, review, write, read back)")):
+            a, b = tcp[name], inproc[name]
+            print(f"{label}, loopback TCP: median {statistics.median(a) * 1e3:.2f} ms, "
+                  f"p99 {pct(a, 0.99) * 1e3:.2f} ms; in-process median "
+                  f"{statistics.median(b) * 1e3:.2f} ms (TCP/in-process "
+                  f"{statistics.median(a) / statistics.median(b):.2f}x); n={len(a)}")
+        svc_ram = make_service(None)
+        with ServerThread(lambda: svc_ram.endpoint(KEYS)) as server:
+            t = TcpTransport("127.0.0.1", server.port)
+            ram = measure(programmer(t), n)
+            t.close()
+        st = tcp["status"]
+        writes = len(tcp["change"]) / sum(tcp["change"])
+        print(f"sustained over TCP, file memory with fsync: {len(st) / sum(st):,.0f} read_status "
+              f"commands/s; {writes * 3:,.0f} commands/s inside dose changes "
+              f"({writes:,.1f} complete changes/s)")
+        rs = ram["status"]
+        print(f"sustained over TCP, memory in RAM (no fsync; shows the persistence cost): "
+              f"{len(rs) / sum(rs):,.0f} read_status commands/s; dose change median "
+              f"{statistics.median(ram['change']) * 1e3:.2f} ms")
+        t0 = time.perf_counter()
+        total, errors, same = fuzz_real_service(frames, base / "fuzz")
+        dt = time.perf_counter() - t0
+        print(f"fuzz against the real pump service: {total} frames in {dt:.1f} s, error replies "
+              f"{errors}, pump state unchanged: {same}")
+    return 0 if same and errors == total else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
