@@ -227,3 +227,26 @@ def test_served_pump_survives_restart_from_its_state_dir(rig: Rig) -> None:
     ident = store.load_identity(rig.state)
     again = store.load_controller(rig.state, ident, rig.clock())
     assert again.to_dict() == rig.service.pump.to_dict()
+
+
+def test_flex_program_over_tcp_reviewed_per_hour_and_per_day(rig: Rig, tmp_path: Path) -> None:
+    _implant(rig, "300 mcg/day")
+    rx = tmp_path / "flex.toml"
+    rx.write_text('mode = "flex"\n'
+                  '[[steps]]\nstart = "00:00"\ndose = "300 mcg/day"\n'
+                  '[[steps]]\nstart = "07:00"\ndose = "420 mcg/day"\n'
+                  '[[steps]]\nstart = "10:00"\ndose = "300 mcg/day"\n')
+    out = rig.itb("programmer program", "--prescription", str(rx), "--origin", "spinal",
+                  "--context", "maintenance", "--yes")
+    step2 = next(r for r in out["review"] if r["field"] == "step 2")
+    assert "17.5 mcg/h = 420 mcg/day" in step2["proposed"]
+    p = rig.service.pump.prescription
+    assert p is not None and p.mode.value == "flex" and len(p.to_dict()["steps"]) == 3
+    # On the pump side: 07:00-10:00 runs at 420 mcg/day, the rest at 300.
+    rig.clock.now = rig.clock.now.replace(hour=7) + timedelta(days=1)
+    rig.service.advance()
+    before = rig.service.pump.strokes
+    rig.clock.advance(timedelta(hours=3))
+    rig.service.advance()
+    ml = (rig.service.pump.strokes - before) * rig.service.pump.nominal_nl / 1e6
+    assert ml * 500 == pytest.approx(420 / 8, rel=0.02)

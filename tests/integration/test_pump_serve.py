@@ -90,3 +90,21 @@ def test_ptm_status_explains_an_alarm_in_plain_words(served: tuple[str, Path],
                             str(state / "patient.key.json")])
     assert r.exit_code == 0, r.output
     assert "reservoir is low" in r.output and "Call your ITB clinic" in r.output
+
+
+def test_ptm_can_silence_but_the_alarm_stays_active(served: tuple[str, Path],
+                                                    tmp_path: Path) -> None:
+    address, state = served
+    r = runner.invoke(app, ["programmer", "implant", "--pump", address, "--key-file",
+                            str(state / "clinician.key.json"), "--dose", "200 mcg/day",
+                            "--product", "Gablofen", "--concentration", "500 mcg/mL",
+                            "--volume", "1.5 mL", "--origin", "spinal", "--yes", "--json",
+                            "--record", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    pkey = str(state / "patient.key.json")
+    r = runner.invoke(app, ["ptm", "silence", "--pump", address, "--key-file", pkey, "--kind",
+                            "low_reservoir", "--json"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["ptm", "status", "--pump", address, "--key-file", pkey, "--json"])
+    kinds = [a["kind"] for a in json.loads(r.stdout)["alarms"]]
+    assert "low_reservoir" in kinds

@@ -355,4 +355,19 @@ def ptm_bolus(pump: str = PUMP, key_file: Path = KEY, as_json: bool = JSON) -> N
               f"{out['next_allowed']}")
 
 
+@ptm_app.command("silence")
+@guarded
+def ptm_silence(pump: str = PUMP, key_file: Path = KEY,
+                kind: str = typer.Option(..., "--kind", help="Alarm kind from `itb ptm status`."),
+                as_json: bool = JSON) -> None:
+    """Silence a sounding alarm. The condition stays until the clinic resolves it."""
+    with _session(pump, key_file, Role.PATIENT, None, None) as (link, _):
+        link.send("acknowledge_alarm", kind=kind)
+        result = {"silenced": kind, **plain_alarm(kind)}
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print(f"Silenced: {result['what']}\n  Still to do: {result['what_to_do']}")
+
+
 __all__ = ["app", "ptm_app", "OpenITBError"]

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openitb.drugs import Context, Origin
 from openitb.errors import InvalidInput, RefusedOperation
@@ -308,3 +310,32 @@ def test_program_before_any_drug_is_in_the_pump_refused() -> None:
     with pytest.raises(RefusedOperation) as exc:
         prog.change_dose(McgPerDay(100), confirm=yes, **SPINAL)
     assert exc.value.code == "no_drug" and service.pump.prescription is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(min_value=0, max_value=3000, allow_nan=False),
+       st.sampled_from(list(Origin)), st.sampled_from(list(Context)))
+def test_any_dose_is_written_and_read_back_exactly_or_refused_with_nothing_written(
+        dose: float, origin: Origin, context: Context) -> None:
+    service, clock, prog, record = implanted()
+    before = service.pump.to_dict()["prescription"]
+    try:
+        prog.change_dose(McgPerDay(dose), confirm=yes, origin=origin, context=context,
+                         override_reason="documented clinical reason")
+    except (RefusedOperation, InvalidInput):
+        assert service.pump.to_dict()["prescription"] == before
+        return
+    assert service.pump.prescription == Continuous(McgPerDay(dose))
+    assert record.changes[-1]["readback"] == "matches"
+
+
+def test_confirmation_prompt_needs_the_word_yes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from openitb.commands.programmer import _confirmer
+
+    service, clock, prog, _ = implanted()
+    review = prog.review_change(Continuous(McgPerDay(440)), **SPINAL)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    for answer, expected in (("yes", True), ("y", False), ("", False), ("YES ", True)):
+        monkeypatch.setattr("builtins.input", lambda prompt, a=answer: a)
+        assert _confirmer(False, False)(review) is expected
+    assert _confirmer(True, True)(review) is True
