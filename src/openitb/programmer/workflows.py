@@ -121,7 +121,17 @@ class Programmer:
             raise
         written: list[str] = []
         for name, args in writes:
-            self.link.send(name, **args)
+            try:
+                self.link.send(name, **args)
+            except RefusedOperation as exc:
+                # Part of the change may be in the pump: record exactly what, and say so.
+                rec.change(self.link.now(), action, {
+                    "classification": review.classification.value, "guardrail": review.reason,
+                    "override_reason": logged, "written": written, "failed_at": name,
+                    "readback": "not done"})
+                raise RefusedOperation(
+                    f"{exc.reason}; written before the failure: {', '.join(written) or 'nothing'}"
+                    "; interrogate the pump before continuing", code=exc.code) from None
             written.append(name)
         status = self.link.read_status()
         diffs = verify(status)
@@ -299,7 +309,8 @@ class Programmer:
             hours = min(b.bridge_duration.value, MAX_BRIDGE_H)
             volume_b = b.old_flow.value * hours / 24.0
             residual = max(0.0, b.path_volume.value - volume_b)
-            if bridge and hours >= 1 / 60:
+            running = bool(status.get("running"))
+            if bridge and hours >= 1 / 60 and running:
                 writes.append(("bridge_bolus", {"volume": f"{volume_b!r} mL",
                                                 "duration": f"{hours!r} h"}))
                 bridge_plan = {"volume_ml": volume_b, "duration_h": hours,
@@ -317,7 +328,8 @@ class Programmer:
                                    f"at the old flow ({volume_b * old_v:.4g} mcg of the old "
                                    "drug)", bcheck))
             else:
-                why = "declined" if not bridge else "too short to give"
+                why = ("declined" if not bridge else "the pump is not running" if not running
+                       else "too short to give")
                 rows.append(ch.row("bridge bolus", "-", f"none ({why})",
                                    (Classification.ABOVE_RECOMMENDED,
                                     f"no bridge bolus ({why}): {unbridged}; an override reason "

@@ -121,7 +121,14 @@ class PumpService:
         with self.lock:
             self._catch_up()
             self.commands_served += 1
-            result = handler(role, checked)
+            try:
+                result = handler(role, checked)
+            except CommandError:
+                raise
+            except Exception as exc:  # a fault in the pump: answer, never drop the link
+                raise CommandError("internal_error", f"{name} failed inside the pump "
+                                   f"({type(exc).__name__}); interrogate before continuing"
+                                   ) from None
             if name in READS:
                 # The controller does not persist reads, but they draw on the battery.
                 self.pump.advance(self.pump.now)

@@ -339,3 +339,31 @@ def test_confirmation_prompt_needs_the_word_yes(monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setattr("builtins.input", lambda prompt, a=answer: a)
         assert _confirmer(False, False)(review) is expected
     assert _confirmer(True, True)(review) is True
+
+
+def test_failure_part_way_through_a_change_is_recorded_and_named() -> None:
+    service, clock, prog, _ = implanted()
+
+    def failing(role: Role, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        if name == "bridge_bolus":
+            from openitb.telemetry.session import CommandError
+            raise CommandError("refused", "motor fault")
+        return service.dispatch(role, name, args)
+
+    clock.advance(timedelta(hours=2))
+    service.advance()
+    bad, record = connect(service, clock, failing)
+    with pytest.raises(RefusedOperation) as exc:
+        bad.refill(withdrawn=Milliliters(service.pump.reservoir_estimate_nl / 1e6), product="Gablofen", concentration=McgPerMl(1000),
+                   volume=Milliliters(20), confirm=yes)
+    assert "written before the failure: refill, program" in exc.value.reason
+    assert record.changes[-1]["failed_at"] == "bridge_bolus"
+
+
+def test_internal_fault_in_the_pump_is_answered_not_dropped() -> None:
+    service, clock, prog, _ = implanted()
+    service._table["alarm_test"] = ({}, lambda role, args: 1 // 0)  # type: ignore[dict-item]
+    with pytest.raises(PumpRefused) as exc:
+        prog.link.send("alarm_test")
+    assert exc.value.code == "internal_error"
+    assert prog.link.read_status()["state"] == "running"
