@@ -109,8 +109,10 @@ def fuzz_real_service(n: int, directory: Path, seed: int = 3) -> tuple[int, int,
             data = rng.randbytes(rng.randint(0, 160))
         else:
             buf = bytearray(rng.choice(good))
-            for _ in range(rng.randint(1, 4)):
-                buf[rng.randrange(len(buf))] ^= rng.randint(1, 255)
+            # Distinct positions, each flipped: the frame always differs from the valid one
+            # (two flips of one byte could cancel and resend a genuine command).
+            for pos in rng.sample(range(len(buf)), rng.randint(1, 4)):
+                buf[pos] ^= rng.randint(1, 255)
             data = bytes(buf)
         if parse_unverified(ep.handle(data))[0].type is MessageType.ERROR:
             errors += 1

@@ -229,8 +229,8 @@ def test_random_and_mutated_frames_never_change_the_real_pump() -> None:
             data = rng.randbytes(rng.randint(0, 200))
         else:
             buf = bytearray(rng.choice(good))
-            for _ in range(rng.randint(1, 3)):
-                buf[rng.randrange(len(buf))] ^= rng.randint(1, 255)
+            for pos in rng.sample(range(len(buf)), rng.randint(1, 3)):
+                buf[pos] ^= rng.randint(1, 255)
             data = bytes(buf)
         ep.handle(data)
     assert json.dumps(service.pump.to_dict(), sort_keys=True) == before
