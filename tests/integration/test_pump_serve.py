@@ -108,3 +108,22 @@ def test_ptm_can_silence_but_the_alarm_stays_active(served: tuple[str, Path],
     r = runner.invoke(app, ["ptm", "status", "--pump", address, "--key-file", pkey, "--json"])
     kinds = [a["kind"] for a in json.loads(r.stdout)["alarms"]]
     assert "low_reservoir" in kinds
+
+
+def test_text_mode_shows_the_review_and_writes_nothing_unconfirmed(served: tuple[str, Path],
+                                                                    tmp_path: Path) -> None:
+    address, state = served
+    key = str(state / "clinician.key.json")
+    rec = tmp_path / "rec.json"
+    r = runner.invoke(app, ["programmer", "implant", "--pump", address, "--key-file", key,
+                            "--dose", "200 mcg/day", "--product", "Gablofen", "--concentration",
+                            "500 mcg/mL", "--volume", "18 mL", "--origin", "spinal",
+                            "--record", str(rec)])
+    assert r.exit_code == 1
+    assert "Review: implant" in r.output and "priming bolus" in r.output
+    assert "not confirmed" in r.output
+    doc = json.loads(rec.read_text())
+    assert doc["changes"] == [] and doc["refusals"][0]["code"] == "unconfirmed"
+    r = runner.invoke(app, ["programmer", "interrogate", "--pump", address, "--key-file", key,
+                            "--json", "--record", str(rec)])
+    assert json.loads(r.stdout)["program"] is None

@@ -367,3 +367,16 @@ def test_internal_fault_in_the_pump_is_answered_not_dropped() -> None:
         prog.link.send("alarm_test")
     assert exc.value.code == "internal_error"
     assert prog.link.read_status()["state"] == "running"
+
+
+def test_replacement_plan_when_the_eri_is_reached() -> None:
+    service, clock, prog, _ = implanted()
+    p = service.pump
+    # Leave about 60 days of charge at this program.
+    per_day = p.profile.battery_idle_ua * 24 + p.profile.battery_stroke_uah * p.daily_strokes()
+    p.battery_used_uah = p.profile.battery_capacity_mah * 1000 - 60 * per_day
+    plan = prog.replacement_plan()
+    assert plan["battery"]["eri_reached"] and plan["urgency"].startswith("the ERI")
+    assert plan["replace_by"] <= plan["battery"]["end_of_service_at"]
+    view = prog.interrogate()
+    assert view["battery"]["days_left"] == pytest.approx(60, abs=1)
