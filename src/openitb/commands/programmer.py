@@ -134,7 +134,29 @@ def _run(as_json: bool, title: str, fn: Callable[[], Outcome | dict[str, Any]]) 
             raise typer.Exit(1) from None
         raise
     result = out.to_dict() if isinstance(out, Outcome) else out
-    emit(result, as_json, title)
+    emit(result if as_json else _for_table(result), as_json, title)
+
+
+def _for_table(result: dict[str, Any]) -> dict[str, Any]:
+    """Flatten nested values into readable lines; the review was already shown as a table."""
+    def line(v: Any) -> str:
+        if isinstance(v, dict):
+            return ", ".join(f"{k}={line(x)}" for k, x in v.items() if x not in (None, [], {}))
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        return str(v)
+
+    out: dict[str, Any] = {}
+    for key, value in result.items():
+        if key == "review":
+            continue
+        if isinstance(value, dict):
+            out[key] = [f"{k}: {line(v)}" for k, v in value.items()] or None
+        elif isinstance(value, list):
+            out[key] = [line(v) for v in value]
+        else:
+            out[key] = value
+    return out
 
 
 def _rx(dose: str | None, prescription: Path | None) -> Prescription:
