@@ -250,3 +250,40 @@ def test_flex_program_over_tcp_reviewed_per_hour_and_per_day(rig: Rig, tmp_path:
     rig.service.advance()
     ml = (rig.service.pump.strokes - before) * rig.service.pump.nominal_nl / 1e6
     assert ml * 500 == pytest.approx(420 / 8, rel=0.02)
+
+
+def test_random_streams_over_tcp_never_crash_the_server_or_change_the_pump(rig: Rig) -> None:
+    import random
+    import socket
+
+    _implant(rig)
+    before = json.dumps(rig.service.pump.to_dict(), sort_keys=True)
+    port = int(rig.address.rsplit(":", 1)[1])
+    key = store.load_key_file(rig.clinician).key
+    good = encode(Frame(MessageType.HELLO, 1, {"role": "clinician",
+                                               "client_nonce": bytes(16)}), key)
+    rng = random.Random(11)
+    answered = closed = 0
+    for i in range(150):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            if i % 3 == 0:
+                data = rng.randbytes(rng.randint(1, 300))
+            else:
+                buf = bytearray(good)
+                for pos in rng.sample(range(12, len(buf)), rng.randint(1, 3)):
+                    buf[pos] ^= rng.randint(1, 255)
+                data = bytes(buf)
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+            if reply:
+                assert reply[:2] == b"IT"  # an ERROR frame
+                answered += 1
+            else:
+                closed += 1  # a short stream: the pump waited for the rest, then closed cleanly
+    assert answered > 50
+    assert json.dumps(rig.service.pump.to_dict(), sort_keys=True) == before
+    view = rig.itb("programmer interrogate")  # the server still serves
+    assert view["state"] == "running"
