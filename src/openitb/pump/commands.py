@@ -106,9 +106,14 @@ class PowerOnReset:
 
 @dataclass(frozen=True)
 class CatheterFault:
-    """"occlusion", "disconnection" or "none" (repaired). The pump cannot see it."""
+    """A catheter fault the pump cannot see (see ``pump.catheter``): "occlusion", "kink" (only
+    ``fraction`` of the flow passes), "leak" (``fraction`` of the flow goes to tissue at
+    ``position_cm`` from the pump connector), "disconnection" (at ``position_cm``), or "none"
+    (repaired)."""
 
     kind: str
+    position_cm: float = 0.0
+    fraction: float = 1.0
 
 
 Command = (SetClock | Program | Start | Stop | ClinicianBolus | PrimingBolus | BridgeBolus | Refill | SetLowAlarm
