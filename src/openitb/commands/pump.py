@@ -48,6 +48,8 @@ def _event(doc: dict[str, Any], i: int) -> tuple[float, list[Any]]:
         cls = cmd.BridgeBolus if kind == "bridge" else cmd.PrimingBolus
         return float(day), [cls(parse(doc.get("volume"), Milliliters, f"{field}.volume"),
                                 parse(doc.get("duration"), Hours, f"{field}.duration"))]
+    if kind == "pocket_fill":
+        return float(day), [cmd.PocketFill(parse(doc.get("volume"), Milliliters, f"{field}.volume"))]
     if kind == "low_alarm":
         return float(day), [cmd.SetLowAlarm(parse(doc.get("threshold"), Milliliters,
                                                   f"{field}.threshold"))]
@@ -68,7 +70,7 @@ def _event(doc: dict[str, Any], i: int) -> tuple[float, list[Any]]:
             raise InvalidInput(f"{field}.fraction", None, "for a kink, the share of flow that "
                                "still passes; for a leak, the share lost to tissue (0 to 1)")
         return float(day), [cmd.CatheterFault("none" if kind == "repair" else kind, **extra)]
-    raise InvalidInput(f"{field}.kind", kind, "refill, program, bolus, bridge, priming, low_alarm, "
+    raise InvalidInput(f"{field}.kind", kind, "refill, program, bolus, bridge, priming, pocket_fill, low_alarm, "
                        "mri_start, mri_end, reset, start, stop, status, occlusion, kink, leak, "
                        "disconnection, repair")
 

@@ -105,6 +105,15 @@ class PowerOnReset:
 
 
 @dataclass(frozen=True)
+class PocketFill:
+    """At a refill, ``volume`` of the drug meant for the reservoir went into the pump pocket
+    (subcutaneous tissue) instead. The pump cannot see it: its estimate keeps the full fill, the
+    true reservoir holds less, and the drug in the pocket reaches the patient systemically."""
+
+    volume: Milliliters
+
+
+@dataclass(frozen=True)
 class CatheterFault:
     """A catheter fault the pump cannot see (see ``pump.catheter``): "occlusion", "kink" (only
     ``fraction`` of the flow passes), "leak" (``fraction`` of the flow goes to tissue at
@@ -118,7 +127,7 @@ class CatheterFault:
 
 Command = (SetClock | Program | Start | Stop | ClinicianBolus | PrimingBolus | BridgeBolus | Refill | SetLowAlarm
            | AcknowledgeAlarm | AlarmTest | ReadStatus | ReadLog | MriStart | MriEnd
-           | PowerOnReset | CatheterFault)
+           | PowerOnReset | CatheterFault | PocketFill)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from openitb.pump.commands import (
     Command,
     MriEnd,
     MriStart,
+    PocketFill,
     PowerOnReset,
     PrimingBolus,
     Program,
@@ -58,7 +59,7 @@ from openitb.therapy.prescription import (
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 YEAR_S = 365.25 * DAY_S
 TELEMETRY_S_PER_COMMAND = 10  # radio time charged to the battery per programmer command (default)
-ENVIRONMENT = frozenset({"MriStart", "MriEnd", "PowerOnReset", "CatheterFault"})
+ENVIRONMENT = frozenset({"MriStart", "MriEnd", "PowerOnReset", "CatheterFault", "PocketFill"})
 
 
 def to_seconds(t: datetime) -> int:
@@ -535,6 +536,16 @@ class PumpController:
         self.stalled = False
         self.recovery_until = self.t + round(self.profile.mri_recovery_hours * 3600)
         return Response(True, data={"recovery_until": iso(self.recovery_until)})
+
+    def _cmd_PocketFill(self, c: PocketFill) -> Response:
+        nl = round(c.volume.value * 1_000_000)
+        if nl <= 0 or nl > self.reservoir_true_nl:
+            return Response(False, "a pocket fill takes more than 0 mL and at most what the "
+                                   f"reservoir holds ({self.reservoir_true_nl / 1e6:g} mL)")
+        self.reservoir_true_nl -= nl
+        self.tissue_nl += nl
+        self.tissue_mcg += nl * self.reservoir_conc / 1_000_000
+        return Response(True, data={"pocket_mcg": nl * self.reservoir_conc / 1_000_000})
 
     def _cmd_PowerOnReset(self, c: PowerOnReset) -> Response:
         self.running = False

@@ -120,3 +120,23 @@ def test_faulted_catheter_survives_snapshot_restore() -> None:
     q.advance(days(9))
     assert (p.delivered_nl, p.tissue_nl) == (q.delivered_nl, q.tissue_nl)
     assert p.to_dict() == q.to_dict()
+
+
+def test_pocket_fill_empties_early_and_is_found_at_the_next_refill() -> None:
+    p = running_pump(volume_ml=20.0)  # 0.4 mL/day: estimate says 45 days to the 2 mL alarm
+    r = p.handle(cmd.PocketFill(Milliliters(5)))
+    assert r.ok and r.data["pocket_mcg"] == 10_000  # 5 mL at 2000 mcg/mL into the pocket
+    assert p.tissue_mcg == 10_000 and p.reservoir_estimate_nl == 20_000_000
+    p.advance(days(38))  # 15 mL true: the true reservoir is dry after 37.5 days
+    assert p.reservoir_true_nl == 0 and p.alarms.active("low_reservoir") is None
+    assert p.delivered_nl == 15_000_000  # the pump kept stroking, moving nothing more
+    r = p.handle(cmd.Refill(Milliliters(20), McgPerMl(2000)))
+    assert abs(r.data["discrepancy_ml"] + 4.8) < 1e-9  # expected 4.8 mL, withdrew nothing
+
+
+def test_pocket_fill_larger_than_the_reservoir_is_refused() -> None:
+    p = running_pump(volume_ml=3.0)
+    before = p.to_dict()
+    r = p.handle(cmd.PocketFill(Milliliters(3.5)))
+    assert not r.ok and "at most" in r.reason
+    assert p.to_dict() == before
