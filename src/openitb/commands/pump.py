@@ -48,6 +48,8 @@ def _event(doc: dict[str, Any], i: int) -> tuple[float, list[Any]]:
         cls = cmd.BridgeBolus if kind == "bridge" else cmd.PrimingBolus
         return float(day), [cls(parse(doc.get("volume"), Milliliters, f"{field}.volume"),
                                 parse(doc.get("duration"), Hours, f"{field}.duration"))]
+    if kind == "pocket_fill":
+        return float(day), [cmd.PocketFill(parse(doc.get("volume"), Milliliters, f"{field}.volume"))]
     if kind == "low_alarm":
         return float(day), [cmd.SetLowAlarm(parse(doc.get("threshold"), Milliliters,
                                                   f"{field}.threshold"))]
@@ -55,11 +57,22 @@ def _event(doc: dict[str, Any], i: int) -> tuple[float, list[Any]]:
               "start": cmd.Start(), "stop": cmd.Stop(), "status": cmd.ReadStatus()}
     if kind in simple:
         return float(day), [simple[kind]]
-    if kind in ("occlusion", "disconnection", "repair"):
-        return float(day), [cmd.CatheterFault("none" if kind == "repair" else kind)]
-    raise InvalidInput(f"{field}.kind", kind, "refill, program, bolus, bridge, priming, low_alarm, "
-                       "mri_start, mri_end, reset, start, stop, status, occlusion, disconnection, "
-                       "repair")
+    if kind in ("occlusion", "kink", "leak", "disconnection", "repair"):
+        extra: dict[str, float] = {}
+        for key, allowed in (("position_cm", "cm from the pump connector, 0 or more"),
+                             ("fraction", "a share between 0 and 1")):
+            if key in doc:
+                value = doc[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise InvalidInput(f"{field}.{key}", value, f"a number: {allowed}")
+                extra[key] = float(value)
+        if kind in ("kink", "leak") and "fraction" not in extra:
+            raise InvalidInput(f"{field}.fraction", None, "for a kink, the share of flow that "
+                               "still passes; for a leak, the share lost to tissue (0 to 1)")
+        return float(day), [cmd.CatheterFault("none" if kind == "repair" else kind, **extra)]
+    raise InvalidInput(f"{field}.kind", kind, "refill, program, bolus, bridge, priming, pocket_fill, low_alarm, "
+                       "mri_start, mri_end, reset, start, stop, status, occlusion, kink, leak, "
+                       "disconnection, repair")
 
 
 def load_events(path: Path) -> list[tuple[float, list[Any]]]:
@@ -88,6 +101,8 @@ def simulate(profile: str, concentration: Any, volume: Milliliters, prescription
         r = pump.handle(c)
         if not r.ok:
             raise InvalidInput(type(c).__name__, str(c), r.reason)
+    if record:
+        pump._sample()  # the starting point of every curve
     end = START + timedelta(days=days)
     for day, cs in events:
         at = START + timedelta(days=day)
@@ -116,6 +131,10 @@ def result_of(pump: PumpController) -> dict[str, Any]:
         "state": pump.state,
         "true_stroke_nl": pump.true_stroke_nl,
         "tissue_ml": pump.tissue_nl / 1e6,
+        "tissue_mcg": pump.tissue_mcg,
+        # Events the pump refused (e.g. a fault position beyond the catheter): never silent.
+        "refused_events": [{"at": e["at"], **e["data"]} for e in pump.log.entries
+                           if e["kind"] == "refused"],
     }
 
 
@@ -126,21 +145,33 @@ def _plot(pump: PumpController, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     h = pump.history
-    days = [(s["t"] - pump.born) / 86400 for s in h]
-    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(9, 6))
+    days = np.array([(s["t"] - pump.born) / 86400 for s in h])
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, sharex=True, figsize=(10, 8))
     ax1.plot(days, [s["reservoir_ml"] for s in h], label="reservoir (true)")
     ax1.plot(days, [s["estimate_ml"] for s in h], "--", label="reservoir (pump estimate)")
-    ax1.set_ylabel("mL")
+    ax1.set_ylabel("reservoir (mL)")
     ax2.step(days, [s["rate_ml_per_day"] for s in h], where="post")
-    ax2.set_ylabel("basal flow mL/day")
-    ax2.set_xlabel("day")
+    ax2.set_ylabel("programmed basal\nflow (mL/day)")
+    # What reached the spinal fluid (and tissue), per whole day: cumulative totals differenced.
+    if len(days) > 1:
+        edges = np.arange(0.0, np.ceil(days[-1]) + 1.0)
+        for key, label in (("delivered_mcg", "to the spinal fluid"), ("tissue_mcg", "to tissue")):
+            cum = np.interp(edges, days, [s[key] for s in h])
+            ax3.step(edges[:-1], np.diff(cum), where="post", label=label)
+        ax3.legend(loc="upper right", fontsize=8)
+    ax3.set_ylabel("dose leaving the\ncatheter (mcg/day)")
+    ax3.set_xlabel("day")
     for a in pump.alarms.history:
         d = (datetime.fromisoformat(a.raised_at) - START).total_seconds() / 86400
-        for ax in (ax1, ax2):
+        for ax in (ax1, ax2, ax3):
             ax.axvline(d, color="red" if a.critical else "orange", lw=0.8)
-        ax1.annotate(a.kind, (d, ax1.get_ylim()[1]), rotation=90, va="top", fontsize=7)
-    ax1.legend()
-    fig.savefig(path)
+        ax1.annotate(a.kind.replace("_", " "), (d, ax1.get_ylim()[1]), rotation=90, va="top",
+                     fontsize=7)
+    ax1.legend(loc="lower left", fontsize=8)
+    ax1.set_title(f"{pump.profile.name}: reservoir, program and dose delivered "
+                  "(orange: non-critical alarm, red: critical)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

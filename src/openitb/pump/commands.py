@@ -105,15 +105,29 @@ class PowerOnReset:
 
 
 @dataclass(frozen=True)
+class PocketFill:
+    """At a refill, ``volume`` of the drug meant for the reservoir went into the pump pocket
+    (subcutaneous tissue) instead. The pump cannot see it: its estimate keeps the full fill, the
+    true reservoir holds less, and the drug in the pocket reaches the patient systemically."""
+
+    volume: Milliliters
+
+
+@dataclass(frozen=True)
 class CatheterFault:
-    """"occlusion", "disconnection" or "none" (repaired). The pump cannot see it."""
+    """A catheter fault the pump cannot see (see ``pump.catheter``): "occlusion", "kink" (only
+    ``fraction`` of the flow passes), "leak" (``fraction`` of the flow goes to tissue at
+    ``position_cm`` from the pump connector), "disconnection" (at ``position_cm``), or "none"
+    (repaired)."""
 
     kind: str
+    position_cm: float = 0.0
+    fraction: float = 1.0
 
 
 Command = (SetClock | Program | Start | Stop | ClinicianBolus | PrimingBolus | BridgeBolus | Refill | SetLowAlarm
            | AcknowledgeAlarm | AlarmTest | ReadStatus | ReadLog | MriStart | MriEnd
-           | PowerOnReset | CatheterFault)
+           | PowerOnReset | CatheterFault | PocketFill)
 
 
 @dataclass(frozen=True)

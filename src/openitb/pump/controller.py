@@ -34,6 +34,7 @@ from openitb.pump.commands import (
     Command,
     MriEnd,
     MriStart,
+    PocketFill,
     PowerOnReset,
     PrimingBolus,
     Program,
@@ -58,7 +59,7 @@ from openitb.therapy.prescription import (
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 YEAR_S = 365.25 * DAY_S
 TELEMETRY_S_PER_COMMAND = 10  # radio time charged to the battery per programmer command (default)
-ENVIRONMENT = frozenset({"MriStart", "MriEnd", "PowerOnReset", "CatheterFault"})
+ENVIRONMENT = frozenset({"MriStart", "MriEnd", "PowerOnReset", "CatheterFault", "PocketFill"})
 
 
 def to_seconds(t: datetime) -> int:
@@ -110,7 +111,7 @@ class PumpController:
         self.true_stroke_nl = true_stroke_nl if true_stroke_nl is not None else self.nominal_nl
         internal = round(profile.internal_volume.value * 1_000_000)
         cath = catheter_volume_nl if catheter_volume_nl is not None else round(0.0026 * 110 * 1e6)
-        self.catheter = Catheter(internal + cath)
+        self.catheter = Catheter(internal + cath, internal_nl=internal)
         self.reservoir_true_nl = 0
         self.reservoir_estimate_nl = 0
         self.reservoir_conc = 0.0
@@ -304,18 +305,19 @@ class PumpController:
     def _move(self, n: int) -> None:
         self.strokes += n
         self.reservoir_estimate_nl -= n * self.nominal_nl
-        if self.catheter.fault == "occlusion":
-            return  # the motor strokes but nothing moves
-        moved = min(n * self.true_stroke_nl, self.reservoir_true_nl)
+        factor = self.catheter.flow_factor()
+        if factor == 0.0:
+            return  # occlusion: the motor strokes but nothing moves
+        # A kink lets only part of each stroke through; the rest stays in the reservoir.
+        moved = min(math.floor(n * self.true_stroke_nl * factor), self.reservoir_true_nl)
         self.reservoir_true_nl -= moved
-        for v, c in self.catheter.push(moved, self.reservoir_conc):
-            mcg = v * c / 1_000_000
-            if self.catheter.fault == "disconnection":
-                self.tissue_nl += v
-                self.tissue_mcg += mcg
-            else:
-                self.delivered_nl += v
-                self.delivered_mcg += mcg
+        to_csf, to_tissue = self.catheter.push(moved, self.reservoir_conc)
+        for v, c in to_csf:
+            self.delivered_nl += v
+            self.delivered_mcg += v * c / 1_000_000
+        for v, c in to_tissue:
+            self.tissue_nl += v
+            self.tissue_mcg += v * c / 1_000_000
 
     # ---- alarms ----------------------------------------------------------------------------
     def _raise(self, kind: str, at: int | Fraction, reason: str = "") -> None:
@@ -472,7 +474,11 @@ class PumpController:
         self.withdrawn_nl += withdrawn
         self.filled_nl += new_nl
         if self.catheter.tip_concentration() == 0.0 and self.delivered_nl == 0:
-            self.catheter = Catheter(self.catheter.volume_nl, c.concentration.value)  # primed
+            old = self.catheter  # never delivered: the path is primed with the new drug
+            self.catheter = Catheter(old.volume_nl, c.concentration.value, old.ml_per_cm,
+                                     old.internal_nl)
+            if old.fault != "none":
+                self.catheter.set_fault(old.fault, old.position_cm, old.fraction)
         self.reservoir_true_nl = self.reservoir_estimate_nl = new_nl
         self.reservoir_conc = c.concentration.value
         if new_nl >= self.nominal_nl:
@@ -531,6 +537,16 @@ class PumpController:
         self.recovery_until = self.t + round(self.profile.mri_recovery_hours * 3600)
         return Response(True, data={"recovery_until": iso(self.recovery_until)})
 
+    def _cmd_PocketFill(self, c: PocketFill) -> Response:
+        nl = round(c.volume.value * 1_000_000)
+        if nl <= 0 or nl > self.reservoir_true_nl:
+            return Response(False, "a pocket fill takes more than 0 mL and at most what the "
+                                   f"reservoir holds ({self.reservoir_true_nl / 1e6:g} mL)")
+        self.reservoir_true_nl -= nl
+        self.tissue_nl += nl
+        self.tissue_mcg += nl * self.reservoir_conc / 1_000_000
+        return Response(True, data={"pocket_mcg": nl * self.reservoir_conc / 1_000_000})
+
     def _cmd_PowerOnReset(self, c: PowerOnReset) -> Response:
         self.running = False
         self.bolus = None
@@ -541,7 +557,18 @@ class PumpController:
     def _cmd_CatheterFault(self, c: CatheterFault) -> Response:
         if c.kind not in FAULTS:
             return Response(False, f"catheter fault must be one of {', '.join(FAULTS)}")
-        self.catheter.fault = c.kind
+        length = self.catheter.length_cm
+        if not (math.isfinite(c.position_cm) and 0.0 <= c.position_cm <= length):
+            return Response(False, f"fault position must be 0 to {length:.4g} cm from the pump "
+                                   f"connector (the implanted catheter length); got {c.position_cm}")
+        if c.kind == "kink" and not (0.0 < c.fraction < 1.0):
+            return Response(False, "a kink's fraction is the share of flow that still passes: "
+                                   f"more than 0 and less than 1 (got {c.fraction}); use "
+                                   "occlusion for none")
+        if c.kind == "leak" and not (0.0 < c.fraction <= 1.0):
+            return Response(False, "a leak's fraction is the share of flow lost to tissue: more "
+                                   f"than 0, at most 1 (got {c.fraction})")
+        self.catheter.set_fault(c.kind, c.position_cm, c.fraction)
         return Response(True)
 
     # ---- status ----------------------------------------------------------------------------
@@ -574,6 +601,7 @@ class PumpController:
         basal, _ = self._program_rate()
         self.history.append({"t": self.t, "reservoir_ml": self.reservoir_true_nl / 1e6,
                              "estimate_ml": self.reservoir_estimate_nl / 1e6,
+                             "delivered_mcg": self.delivered_mcg, "tissue_mcg": self.tissue_mcg,
                              "rate_ml_per_day": float(basal) * self.nominal_nl * DAY_S / 1e6
                              if self._delivering() else 0.0})
 

@@ -36,8 +36,12 @@ def prescriptions(draw: Any) -> Prescription:
 events = st.one_of(
     st.just(cmd.Stop()), st.just(cmd.Start()), st.just(cmd.MriStart()), st.just(cmd.MriEnd()),
     st.just(cmd.PowerOnReset()), st.just(cmd.ReadStatus()),
-    st.builds(cmd.CatheterFault, st.sampled_from(["none", "occlusion", "disconnection"])),
+    st.builds(cmd.CatheterFault, st.sampled_from(["none", "occlusion", "disconnection"]),
+              st.floats(0, 110)),
+    st.builds(cmd.CatheterFault, st.just("kink"), st.floats(0, 110), st.floats(0.01, 0.99)),
+    st.builds(cmd.CatheterFault, st.just("leak"), st.floats(0, 110), st.floats(0.01, 1.0)),
     st.builds(lambda v: cmd.Refill(Milliliters(v), McgPerMl(1000.0)), st.floats(0, 40)),
+    st.builds(lambda v: cmd.PocketFill(Milliliters(v)), st.floats(0.001, 20)),
     st.builds(lambda v: cmd.SetLowAlarm(Milliliters(v)), st.sampled_from([1.0, 2.0, 4.0, 9.0])),
     st.builds(lambda d: cmd.ClinicianBolus(Micrograms(d), Hours(1)), st.sampled_from([10.0, 50.0])),
     st.builds(lambda v: cmd.BridgeBolus(Milliliters(v), Hours(2)), st.sampled_from([0.2, 0.43])),

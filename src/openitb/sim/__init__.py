@@ -1,0 +1,1 @@
+"""Simulation adapters: scenarios and fleet studies over the pure pump and patient cores."""
