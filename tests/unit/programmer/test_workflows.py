@@ -380,3 +380,17 @@ def test_replacement_plan_when_the_eri_is_reached() -> None:
     assert plan["replace_by"] <= plan["battery"]["end_of_service_at"]
     view = prog.interrogate()
     assert view["battery"]["days_left"] == pytest.approx(60, abs=1)
+
+
+def test_pocket_fill_at_a_refill_is_caught_at_the_next_one() -> None:
+    service, clock, prog, record = implanted()
+    service.inject(cmd.PocketFill(Milliliters(3)))  # 3 mL went beside the septum
+    clock.advance(timedelta(days=10))
+    service.advance()
+    withdrawn = service.pump.reservoir_true_nl / 1e6  # what the syringe really gets back
+    with pytest.raises(RefusedOperation) as exc:
+        prog.refill(withdrawn=Milliliters(withdrawn), product="Gablofen",
+                    concentration=McgPerMl(500), volume=Milliliters(20), confirm=yes)
+    assert exc.value.code == "override_required"
+    assert "pocket fill" in exc.value.reason and "overdose" in exc.value.reason
+    assert record.refusals[-1]["code"] == "override_required"
