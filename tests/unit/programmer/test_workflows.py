@@ -394,3 +394,18 @@ def test_pocket_fill_at_a_refill_is_caught_at_the_next_one() -> None:
     assert exc.value.code == "override_required"
     assert "pocket fill" in exc.value.reason and "overdose" in exc.value.reason
     assert record.refusals[-1]["code"] == "override_required"
+
+
+def test_catheter_occlusion_shows_as_more_withdrawn_than_expected() -> None:
+    service, clock, prog, _ = implanted()
+    clock.advance(timedelta(days=1))
+    service.advance()
+    service.inject(cmd.CatheterFault("occlusion"))  # the motor turns, nothing moves
+    clock.advance(timedelta(days=10))
+    service.advance()
+    withdrawn = service.pump.reservoir_true_nl / 1e6
+    assert withdrawn - service.pump.reservoir_estimate_nl / 1e6 > 7
+    with pytest.raises(RefusedOperation) as exc:
+        prog.refill(withdrawn=Milliliters(withdrawn), product="Gablofen",
+                    concentration=McgPerMl(500), volume=Milliliters(20), confirm=yes)
+    assert "under-infusion" in exc.value.reason and "withdrawal" in exc.value.reason
