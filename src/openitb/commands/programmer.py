@@ -288,6 +288,27 @@ def patient_limits(pump: str = PUMP, key_file: Path = KEY,
                                  override_reason=override_reason))
 
 
+@app.command()
+@guarded
+def stop(pump: str = PUMP, key_file: Path = KEY, yes: bool = YES,
+         override_reason: str | None = OVERRIDE, who: str | None = WHO,
+         record: Path | None = RECORD, as_json: bool = JSON) -> None:
+    """Stop infusion (a reason is always required: withdrawal risk)."""
+    with _session(pump, key_file, Role.CLINICIAN, who, record) as (link, _):
+        _run(as_json, "itb programmer stop", lambda: Programmer(link).stop(
+            confirm=_confirmer(yes, as_json), override_reason=override_reason))
+
+
+@app.command()
+@guarded
+def start(pump: str = PUMP, key_file: Path = KEY, yes: bool = YES, who: str | None = WHO,
+          record: Path | None = RECORD, as_json: bool = JSON) -> None:
+    """Start (resume) the program in the pump."""
+    with _session(pump, key_file, Role.CLINICIAN, who, record) as (link, _):
+        _run(as_json, "itb programmer start", lambda: Programmer(link).start(
+            confirm=_confirmer(yes, as_json)))
+
+
 @app.command("post-mri")
 @guarded
 def post_mri(pump: str = PUMP, key_file: Path = KEY, yes: bool = YES, who: str | None = WHO,

@@ -437,6 +437,35 @@ class Programmer:
                                      "lockout": f"{lockout.value!r} h",
                                      "max_per_day": max_per_day})], verify)
 
+    def stop(self, *, confirm: Confirm, override_reason: str | None = None) -> Outcome:
+        """Stop infusion. Stopping baclofen risks withdrawal: a reason is always required."""
+        status = self.link.read_status()
+        if not status.get("running"):
+            raise RefusedOperation(f"the pump is already {status.get('state')}",
+                                   code="not_running")
+        review = ch.build("stop infusion", [ch.row(
+            "infusion", "running", "stopped",
+            (Classification.BELOW_RECOMMENDED, "stopping intrathecal baclofen risks withdrawal "
+             "(itching, fever, fast heart rate, rebound spasticity within 24-72 h); restart it "
+             "(for an MRI: `post-mri`); an override reason is required"))],
+            ["the pump gives nothing until it is started again"])
+        return self._apply("stop", review, confirm, override_reason, [("stop", {})],
+                           lambda s: [] if not s.get("running") else
+                           ["state: wrote stop, the pump reports running"])
+
+    def start(self, *, confirm: Confirm) -> Outcome:
+        status = self.link.read_status()
+        if status.get("running"):
+            raise RefusedOperation("the pump is already running", code="running")
+        if not status.get("program"):
+            raise RefusedOperation("no program in the pump: program it first", code="no_program")
+        review = ch.build("start infusion", [
+            ch.row("infusion", str(status.get("state")), "running"),
+            ch.row("program", str(status.get("program")), str(status.get("program")))])
+        return self._apply("start", review, confirm, None, [("start", {})],
+                           lambda s: [] if s.get("state") == "running" else
+                           [f"state: wrote start, the pump reports {s.get('state')}"])
+
     def acknowledge_alarm(self, kind: str) -> dict[str, Any]:
         self.link.send("acknowledge_alarm", kind=kind)
         self.link.record.change(self.link.now(), "acknowledge_alarm", {"kind": kind})

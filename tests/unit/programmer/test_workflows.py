@@ -409,3 +409,16 @@ def test_catheter_occlusion_shows_as_more_withdrawn_than_expected() -> None:
         prog.refill(withdrawn=Milliliters(withdrawn), product="Gablofen",
                     concentration=McgPerMl(500), volume=Milliliters(20), confirm=yes)
     assert "under-infusion" in exc.value.reason and "withdrawal" in exc.value.reason
+
+
+def test_stopping_infusion_always_needs_a_reason_and_start_resumes() -> None:
+    service, clock, prog, record = implanted()
+    with pytest.raises(RefusedOperation) as exc:
+        prog.stop(confirm=yes)
+    assert exc.value.code == "override_required" and "withdrawal" in exc.value.reason
+    assert service.pump.running
+    prog.stop(confirm=yes, override_reason="MRI at 14:00, restart after the scan")
+    assert not service.pump.running
+    assert record.overrides[-1]["action"] == "stop"
+    prog.start(confirm=yes)
+    assert service.pump.running
