@@ -69,19 +69,25 @@ def pct(xs: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(p * len(s)))]
 
 
-def measure(prog: Programmer, n: int) -> dict[str, list[float]]:
-    prog.implant(Continuous(McgPerDay(400)), product="Gablofen", concentration=McgPerMl(500),
-                 volume=Milliliters(20), confirm=lambda r: True, origin=Origin.SPINAL)
+def measure(progs: dict[str, Programmer], n: int) -> dict[str, dict[str, list[float]]]:
+    """Time each operation on every programmer in turn, round by round, so that all of them
+    meet the same disk (fsync) conditions; the machine is shared."""
+    for prog in progs.values():
+        prog.implant(Continuous(McgPerDay(400)), product="Gablofen",
+                     concentration=McgPerMl(500), volume=Milliliters(20),
+                     confirm=lambda r: True, origin=Origin.SPINAL)
+    out: dict[str, dict[str, list[float]]] = {k: {"interrogate": [], "change": [], "status": []}
+                                              for k in progs}
     doses = [440.0, 400.0]
-    i = [0]
-
-    def change() -> None:
-        i[0] += 1
-        prog.change_dose(McgPerDay(doses[i[0] % 2]), origin=Origin.SPINAL,
-                         context=Context.MAINTENANCE, confirm=lambda r: True)
-
-    return {"interrogate": timed(prog.interrogate, n), "change": timed(change, n),
-            "status": timed(prog.link.read_status, n * 4)}
+    for i in range(n):
+        for name, prog in progs.items():
+            res = out[name]
+            res["interrogate"] += timed(prog.interrogate, 1)
+            res["change"] += timed(lambda p=prog, d=doses[i % 2]: p.change_dose(
+                McgPerDay(d), origin=Origin.SPINAL, context=Context.MAINTENANCE,
+                confirm=lambda r: True), 1)
+            res["status"] += timed(prog.link.read_status, 4)
+    return out
 
 
 def fuzz_real_service(n: int, directory: Path, seed: int = 3) -> tuple[int, int, bool]:
@@ -124,13 +130,16 @@ def main() -> int:
     frames = int(os.environ.get("OPENITB_FUZZ_FRAMES", "100000"))
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        svc_in = make_service(base / "inproc")
-        inproc = measure(programmer(InProcessTransport(lambda: svc_in.endpoint(KEYS))), n)
-        svc_tcp = make_service(base / "tcp")
-        with ServerThread(lambda: svc_tcp.endpoint(KEYS)) as server:
-            t = TcpTransport("127.0.0.1", server.port)
-            tcp = measure(programmer(t), n)
-            t.close()
+        svc_in, svc_tcp, svc_ram = (make_service(base / "inproc"), make_service(base / "tcp"),
+                                    make_service(None))
+        with ServerThread(lambda: svc_tcp.endpoint(KEYS)) as s1, \
+                ServerThread(lambda: svc_ram.endpoint(KEYS)) as s2:
+            t1, t2 = TcpTransport("127.0.0.1", s1.port), TcpTransport("127.0.0.1", s2.port)
+            res = measure({"inproc": programmer(InProcessTransport(
+                lambda: svc_in.endpoint(KEYS))), "tcp": programmer(t1), "ram": programmer(t2)}, n)
+            t1.close()
+            t2.close()
+        tcp, inproc, ram = res["tcp"], res["inproc"], res["ram"]
         for name, label in (("interrogate", "interrogate (status + log)"),
                             ("change", "dose change (read, review, write, read back)")):
             a, b = tcp[name], inproc[name]
@@ -138,11 +147,6 @@ def main() -> int:
                   f"p99 {pct(a, 0.99) * 1e3:.2f} ms; in-process median "
                   f"{statistics.median(b) * 1e3:.2f} ms (TCP/in-process "
                   f"{statistics.median(a) / statistics.median(b):.2f}x); n={len(a)}")
-        svc_ram = make_service(None)
-        with ServerThread(lambda: svc_ram.endpoint(KEYS)) as server:
-            t = TcpTransport("127.0.0.1", server.port)
-            ram = measure(programmer(t), n)
-            t.close()
         st = tcp["status"]
         writes = len(tcp["change"]) / sum(tcp["change"])
         print(f"sustained over TCP, file memory with fsync: {len(st) / sum(st):,.0f} read_status "
@@ -150,7 +154,8 @@ def main() -> int:
               f"({writes:,.1f} complete changes/s)")
         rs = ram["status"]
         print(f"sustained over TCP, memory in RAM (no fsync; shows the persistence cost): "
-              f"{len(rs) / sum(rs):,.0f} read_status commands/s; dose change median "
+              f"{len(rs) / sum(rs):,.0f} read_status commands/s; interrogate median "
+              f"{statistics.median(ram['interrogate']) * 1e3:.2f} ms, dose change median "
               f"{statistics.median(ram['change']) * 1e3:.2f} ms")
         t0 = time.perf_counter()
         total, errors, same = fuzz_real_service(frames, base / "fuzz")
