@@ -151,9 +151,16 @@ class PumpService:
 
     # ---- helpers ---------------------------------------------------------------------------
     def _catch_up(self) -> None:
+        """Run the pump to the clock's time without writing memory: the controller is
+        deterministic, so after a crash the last snapshot run to the same time is this same
+        state. The command that follows persists (once, not twice)."""
         now = self.clock()
         if to_seconds(now) > self.pump.t:
-            self.pump.advance(now)
+            memory, self.pump.memory = self.pump.memory, None
+            try:
+                self.pump.advance(now)
+            finally:
+                self.pump.memory = memory
 
     def _apply(self, command: cmd.Command) -> dict[str, Any]:
         r = self.pump.handle(command)

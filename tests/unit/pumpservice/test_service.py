@@ -235,3 +235,16 @@ def test_random_and_mutated_frames_never_change_the_real_pump() -> None:
         ep.handle(data)
     assert json.dumps(service.pump.to_dict(), sort_keys=True) == before
     assert service.book.to_dict() == book
+
+
+def test_catching_up_without_a_write_loses_nothing_after_a_crash(tmp_path: Path) -> None:
+    service, clock = make_service(directory=tmp_path)
+    c = set_up_running(service)
+    clock.advance(timedelta(hours=7, minutes=13))
+    with pytest.raises(TelemetryError):
+        c.command("start")  # refused: caught up, nothing persisted
+    # Power fails here. The pump restarts from its last snapshot and runs to the same time.
+    restored = PumpController.restore(FileMemory(tmp_path), "itb-20", clock())
+    restored.advance(clock())
+    live, again = service.pump.to_dict(), restored.to_dict()
+    assert again == live
