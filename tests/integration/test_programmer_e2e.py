@@ -224,8 +224,11 @@ def test_wrong_pump_key_file_refused(rig: Rig, tmp_path: Path) -> None:
 def test_served_pump_survives_restart_from_its_state_dir(rig: Rig) -> None:
     _implant(rig)
     rig.days(2)
+    rig.itb("programmer interrogate")
+    rig.days(0.5)  # caught up in RAM only: a restart replays it deterministically
     ident = store.load_identity(rig.state)
     again = store.load_controller(rig.state, ident, rig.clock())
+    again.advance(rig.clock())
     assert again.to_dict() == rig.service.pump.to_dict()
 
 
