@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from openitb.commands.calc import _start, emit, guarded
+from openitb.commands.calc import _length, _start, emit, guarded
 from openitb.commands.pump import app
 from openitb.errors import InvalidInput
 from openitb.pumpservice import store
@@ -23,10 +23,14 @@ def new_cmd(
     start: str | None = typer.Option(None, "--start", help="Manufacture time (ISO 8601 UTC); "
                                      "default now."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for the true stroke volume."),
+    catheter_length: str | None = typer.Option(None, "--catheter-length", help="Implanted "
+                                               "(trimmed) catheter, e.g. '90 cm'; default the "
+                                               "full catheter."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Create a pump and its per-role keys (key files are written with mode 0600)."""
-    ident, keys = store.create(state, profile, serial, _start(start), seed)
+    length = _length(catheter_length) if catheter_length is not None else None
+    ident, keys = store.create(state, profile, serial, _start(start), seed, length)
     result = {
         "serial": ident.serial, "profile": ident.profile, "created": ident.created,
         "state": str(state),

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from openitb.devices import get_pump
+from openitb.devices import default_catheter, get_pump
 from openitb.errors import InvalidInput, RefusedOperation
 from openitb.pump.controller import PumpController
 from openitb.pump.memory import FileMemory
@@ -72,17 +72,22 @@ def check_serial(serial: str) -> str:
     return serial
 
 
-def create(directory: Path, profile: str, serial: str, now: datetime, seed: int | None = None
-           ) -> tuple[Identity, dict[Role, bytes]]:
-    """Manufacture a pump into an empty directory and make its keys; refuse to overwrite."""
+def create(directory: Path, profile: str, serial: str, now: datetime, seed: int | None = None,
+           catheter_length_cm: float | None = None) -> tuple[Identity, dict[Role, bytes]]:
+    """Manufacture a pump into an empty directory and make its keys; refuse to overwrite.
+    ``catheter_length_cm``: the implanted (trimmed) catheter; default the catheter's full length."""
     get_pump(profile)
     check_serial(serial)
+    cath = default_catheter()
+    length = cath.check_length(cath.max_length_cm if catheter_length_cm is None
+                               else catheter_length_cm)
+    catheter_nl = round(cath.volume(length).value * 1_000_000)
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / "pump.json").exists():
         raise RefusedOperation(f"{directory} already holds pump; choose an empty directory",
                                code="exists")
     rng = np.random.default_rng(seed)
-    controller = PumpController.manufacture(profile, now, rng,
+    controller = PumpController.manufacture(profile, now, rng, catheter_volume_nl=catheter_nl,
                                             memory=FileMemory(directory / "memory"))
     controller.advance(now)  # writes the first snapshot
     keys = {Role.CLINICIAN: secrets.token_bytes(KEY_LEN), Role.PATIENT: secrets.token_bytes(KEY_LEN)}

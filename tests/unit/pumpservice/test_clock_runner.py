@@ -54,3 +54,16 @@ def test_bad_key_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as exc:
         store.load_key_file(bad)
     assert "64 hex digits" in str(exc.value) and "abcd" not in str(exc.value)
+
+
+def test_a_trimmed_catheter_is_the_path_the_pump_serves(tmp_path: Path) -> None:
+    store.create(tmp_path / "full", "itb-20", "S-1", T0, seed=1)
+    store.create(tmp_path / "trim", "itb-20", "S-2", T0, seed=1, catheter_length_cm=60.0)
+    full, _ = open_service(tmp_path / "full", "virtual", 1.0)
+    trim, _ = open_service(tmp_path / "trim", "virtual", 1.0)
+    # 0.140 mL inside the pump + 0.0026 mL/cm of catheter
+    assert full.pump.catheter.volume_nl == 140_000 + 110 * 2600
+    assert trim.pump.catheter.volume_nl == 140_000 + 60 * 2600
+    with pytest.raises(InvalidInput, match="catheter"):
+        store.create(tmp_path / "bad", "itb-20", "S-3", T0, catheter_length_cm=150.0)
+    assert not (tmp_path / "bad" / "pump.json").exists()
