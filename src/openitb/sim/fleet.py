@@ -118,8 +118,13 @@ def draw(study: Study) -> Draws:
     capacity = np.array([get_pump(profiles[i]).capacity_nl for i in which], dtype=np.int64)
     nominal = np.array([get_pump(profiles[i]).stroke_volume_nl for i in which], dtype=np.int64)
     stroke_rng = np.random.default_rng([study.seed, 3])
-    true = np.array([draw_true_stroke_nl(get_pump(profiles[i]), stroke_rng) for i in which],
-                    dtype=np.int64)
+    spread = study.pumps.flow_spread_pct
+    if spread is None:
+        true = np.array([draw_true_stroke_nl(get_pump(profiles[i]), stroke_rng) for i in which],
+                        dtype=np.int64)
+    else:
+        lo, hi = np.ceil(nominal * (1 - spread / 100)), np.floor(nominal * (1 + spread / 100))
+        true = (lo + np.floor(stroke_rng.random(n) * (hi - lo + 1))).astype(np.int64)
     # Concentration: the lowest strength whose fill lasts the minimum interval, else the highest.
     choices = np.array(sorted(study.concentration.choices_mcg_per_ml), dtype=np.int64)
     usable_ml = capacity / 1e6 - 2.0

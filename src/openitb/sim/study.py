@@ -57,6 +57,9 @@ class PopulationSpec(_Strict):
 
 class PumpSpec(_Strict):
     mix: dict[str, Positive] = {"itb-20": 1.0, "itb-40": 1.0}
+    # Half-width of the uniform spread of true stroke volumes, in % of nominal; None: the
+    # profile's whole flow tolerance, as the pump controller draws it.
+    flow_spread_pct: Annotated[float, Field(ge=0, le=14.5)] | None = None
 
     @field_validator("mix")
     @classmethod

@@ -121,3 +121,14 @@ def test_summary_rates_are_per_thousand_patient_years() -> None:
     r = summarise(s, counts)[0]
     assert r.patient_years == pytest.approx(2000.0, rel=1e-3)
     assert r.rates["refill"].per_1000_py == pytest.approx(4000.0, rel=1e-3)
+
+
+def test_a_narrower_flow_spread_means_fewer_pumps_running_dry_unnoticed() -> None:
+    wide = parse_study(small(patients=600))
+    narrow = parse_study(small(patients=600, pumps={"flow_spread_pct": 2.5}))
+    d_wide, d_narrow = draw(wide), draw(narrow)
+    assert abs(d_narrow.true_stroke_nl - 1000).max() <= 25
+    assert abs(d_wide.true_stroke_nl - 1000).max() > 100
+    risky = wide.policies[0]
+    assert (simulate(d_narrow, narrow, risky)["reservoir_dry"]
+            < simulate(d_wide, wide, risky)["reservoir_dry"])
