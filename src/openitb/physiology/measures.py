@@ -24,7 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from openitb.physiology.model import INTRATHECAL, N_INPUTS, System, build_system, readouts, steady_state
+from openitb.physiology.model import (
+    INTRATHECAL,
+    N_INPUTS,
+    System,
+    build_system,
+    readouts,
+    steady_state,
+)
 from openitb.physiology.params import Catalog, Patients, catalog
 from openitb.physiology.solver import ExactSolver
 

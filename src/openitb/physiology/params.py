@@ -125,9 +125,13 @@ def load_catalog(text: str | None = None) -> Catalog:
     doc = tomllib.loads(text)
     d = doc["definitions"]
     definitions = Definitions(
-        *(_number(d, k, "definitions") for k in (
-            "onset_mas_drop", "responder_mas_drop", "withdrawal_early", "withdrawal_severe",
-            "overdose_drowsiness", "overdose_respiratory", "overdose_coma")),
+        onset_mas_drop=_number(d, "onset_mas_drop", "definitions"),
+        responder_mas_drop=_number(d, "responder_mas_drop", "definitions"),
+        withdrawal_early=_number(d, "withdrawal_early", "definitions"),
+        withdrawal_severe=_number(d, "withdrawal_severe", "definitions"),
+        overdose_drowsiness=_number(d, "overdose_drowsiness", "definitions"),
+        overdose_respiratory=_number(d, "overdose_respiratory", "definitions"),
+        overdose_coma=_number(d, "overdose_coma", "definitions"),
         lumbar_puncture_level=str(d["lumbar_puncture_level"]),
     )
     specs: dict[str, ParameterSpec] = {}
