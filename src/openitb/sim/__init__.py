@@ -1,0 +1,1 @@
+"""Scenarios: the pump controller coupled to the virtual patient on a virtual clock."""
