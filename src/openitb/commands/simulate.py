@@ -20,8 +20,6 @@ from openitb.sim.runner import SimResult, run_scenario
 from openitb.sim.scenario import parse_scenario
 
 
-
-
 def load_scenario_file(path: Path) -> Any:
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -120,7 +118,8 @@ def plot(result: SimResult, path: Path) -> None:
             continue
         for a in axes:
             a.axvline(e["day"], color="black", lw=0.6, alpha=0.6)
-        top.annotate(e["kind"], (e["day"], 1.0), xycoords=("data", "axes fraction"), rotation=90,
+        text = e["label"] if len(e["label"]) <= 34 else e["kind"]
+        top.annotate(text, (e["day"], 1.0), xycoords=("data", "axes fraction"), rotation=90,
                      va="top", ha="right", fontsize=7)
     for al in result.alarms:
         if not lo <= al["day"] <= hi:
@@ -133,6 +132,10 @@ def plot(result: SimResult, path: Path) -> None:
     for a in axes:
         a.grid(alpha=0.3)
     fig.suptitle(f"{result.scenario.name} ({result.scenario.patient_name})", fontsize=11)
+    if result.screening is not None and "reason" in result.screening:
+        axes[2].text(0.99, 0.04, result.screening["reason"], transform=axes[2].transAxes,
+                     ha="right", va="bottom", fontsize=8, wrap=True,
+                     bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "grey"})
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=110)

@@ -147,7 +147,7 @@ def _commands(sc: Scenario, pump: PumpController, e: Event) -> list[Any]:
         assert sc.pump is not None
         if k == "priming":
             auto = priming_bolus(sc.pump.profile, sc.catheter, sc.catheter_length_cm)
-            vol, dur = auto.volume, auto.duration
+            vol, dur = auto.priming_volume, auto.priming_duration
         else:
             old = McgPerMl(_previous_concentration(pump))
             new = McgPerMl(pump.reservoir_conc)

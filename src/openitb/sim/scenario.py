@@ -50,7 +50,7 @@ from openitb.devices import CatheterProfile, PumpProfile, default_catheter, get_
 from openitb.errors import InvalidInput
 from openitb.physiology.params import catalog
 from openitb.physiology.spine import level_position_cm
-from openitb.therapy.prescription import Prescription, parse_prescription
+from openitb.therapy.prescription import Prescription, average_dose_rate, parse_prescription
 from openitb.units import Hours, McgPerMl, Micrograms, Milliliters, parse
 
 EVENT_KINDS = {
@@ -86,8 +86,11 @@ class Event:
         return self.day * 24.0
 
     def label(self) -> str:
-        extra = ", ".join(f"{k} {v}" for k, v in self.params.items() if k != "prescription")
-        return f"{self.kind}" + (f" ({extra})" if extra else "")
+        parts = [f"{k} {v}" for k, v in self.params.items() if k != "prescription"]
+        if "prescription" in self.params:
+            rx = self.params["prescription"]
+            parts.insert(0, f"{rx.mode.value} {average_dose_rate(rx)} on average")
+        return f"{self.kind}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 @dataclass(frozen=True)
