@@ -135,7 +135,8 @@ def _commands(sc: Scenario, pump: PumpController, e: Event) -> list[Any]:
     if k == "refill":
         out: list[Any] = [cmd.Refill(p["volume"], p["concentration"])]
         rx = p.get("prescription") or pump.prescription
-        if "prescription" in p or p["concentration"].value != pump.program_conc:
+        changed = "prescription" in p or p["concentration"].value != pump.program_conc
+        if rx is not None and changed:
             out.append(cmd.Program(rx, p["concentration"]))
         return out
     if k == "program":
