@@ -24,14 +24,16 @@ app = typer.Typer(help="The virtual patient: CSF levels and effect of a dose.", 
 PATIENT = typer.Option(None, "--patient", help="Named patient (see `itb patient list`); "
                        "default the typical adult.")
 TIP = typer.Option(None, "--tip", help="Catheter tip level, e.g. T10 (default: the patient's).")
+LEVEL = typer.Option(None, "--level", help="Spinal level where the effect is read, e.g. C6 for "
+                     "the arms (default: the patient's target, T12 for the legs).")
 
 
 def _num(v: float) -> float | None:
     return None if math.isnan(v) else round(float(v), 4)
 
 
-def _one(name: str | None, tip: str | None) -> Patients:
-    return patient(name, tip_level=tip)
+def _one(name: str | None, tip: str | None, level: str | None = None) -> Patients:
+    return patient(name, tip_level=tip, target_level=level)
 
 
 @app.command("list")
@@ -60,13 +62,14 @@ def steady_state_cmd(
 @guarded
 def bolus_cmd(
     dose: str = typer.Option(..., "--dose", help="Bolus, e.g. '50 mcg'."),
-    name: str | None = PATIENT, tip: str | None = TIP, as_json: bool = JSON,
+    name: str | None = PATIENT, tip: str | None = TIP, level: str | None = LEVEL,
+    as_json: bool = JSON,
 ) -> None:
     """A single bolus in a drug-naive patient: CSF peak and half-life, effect onset/peak/duration."""
     b = parse(dose, Micrograms, "dose")
     if not 0 < b.value <= 2000:
         raise InvalidInput("dose", dose, "a bolus above 0 and at most 2000 mcg")
-    m = bolus_measures(_one(name, tip), b.value)
+    m = bolus_measures(_one(name, tip, level), b.value)
     emit({
         "csf_peak_ng_per_ml": _num(m.csf_peak_ng_per_ml[0]),
         "csf_half_life_hours": _num(m.csf_half_life_hours[0]),
@@ -80,13 +83,14 @@ def bolus_cmd(
 @guarded
 def infusion_cmd(
     dose: str = typer.Option(..., "--dose", help="Continuous dose, e.g. '100 mcg/day'."),
-    name: str | None = PATIENT, tip: str | None = TIP, as_json: bool = JSON,
+    name: str | None = PATIENT, tip: str | None = TIP, level: str | None = LEVEL,
+    as_json: bool = JSON,
 ) -> None:
     """A continuous infusion started in a drug-naive patient: effect onset and 90 % time."""
     d = parse(dose, McgPerDay, "dose")
     if d.value <= 0:
         raise InvalidInput("dose", dose, "a dose above 0 mcg/day")
-    m = infusion_measures(_one(name, tip), d.value)
+    m = infusion_measures(_one(name, tip, level), d.value)
     emit({"effect_onset_hours": _num(m.effect_onset_hours[0]),
           "effect_90pct_hours": _num(m.effect_90pct_hours[0])},
          as_json, f"itb patient infusion: {d}")

@@ -136,3 +136,12 @@ def test_population_fractions_inside_label_ranges_are_reported_and_reasonable() 
     assert f["bolus_peak_2_6h"] >= 0.75
     assert f["infusion_90pct_24_48h"] >= 0.45
     assert 0.5 <= f["screening_responders"] <= 0.95
+
+
+def test_a_higher_tip_gives_more_effect_at_an_upper_spinal_level_and_same_at_the_legs() -> None:
+    arms_low = steady_state_measures(patient(tip_level="L2", target_level="C6"), 400.0).mas_drop[0]
+    arms_high = steady_state_measures(patient(tip_level="T4", target_level="C6"), 400.0).mas_drop[0]
+    legs_low = steady_state_measures(patient(tip_level="L2"), 400.0).mas_drop[0]
+    legs_high = steady_state_measures(patient(tip_level="T4"), 400.0).mas_drop[0]
+    assert arms_high > arms_low + 0.3
+    assert legs_high == pytest.approx(legs_low)  # the legs' segments lie caudal to both tips

@@ -68,3 +68,11 @@ def test_bad_input_exit_2_naming_the_field(args: list[str], field: str) -> None:
     r = runner.invoke(app, ["patient", *args])
     assert r.exit_code == 2
     assert r.stderr.startswith(f"error: {field}:"), r.stderr
+
+
+def test_level_option_reads_the_effect_higher_up_the_spine() -> None:
+    low = _json("infusion", "--dose", "400 mcg/day", "--tip", "L2", "--level", "C6")
+    high = _json("infusion", "--dose", "400 mcg/day", "--tip", "T4", "--level", "C6")
+    assert high["effect_onset_hours"] < low["effect_onset_hours"]  # type: ignore[operator]
+    r = runner.invoke(app, ["patient", "bolus", "--dose", "50 mcg", "--level", "C99"])
+    assert r.exit_code == 2 and r.stderr.startswith("error: level:")
