@@ -141,7 +141,7 @@ def test_population_fractions_inside_label_ranges_are_reported_and_reasonable() 
 def test_a_higher_tip_gives_more_effect_at_an_upper_spinal_level_and_same_at_the_legs() -> None:
     arms_low = steady_state_measures(patient(tip_level="L2", target_level="C6"), 400.0).mas_drop[0]
     arms_high = steady_state_measures(patient(tip_level="T4", target_level="C6"), 400.0).mas_drop[0]
-    legs_low = steady_state_measures(patient(tip_level="L2"), 400.0).mas_drop[0]
-    legs_high = steady_state_measures(patient(tip_level="T4"), 400.0).mas_drop[0]
+    legs = [steady_state_measures(patient(tip_level=t), 400.0).mas_drop[0] for t in ("L2", "T10", "T4")]
     assert arms_high > arms_low + 0.3
-    assert legs_high == pytest.approx(legs_low)  # the legs' segments lie caudal to both tips
+    assert legs[1] == pytest.approx(legs[2])  # the legs' segments (T12) lie caudal to both tips
+    assert legs[0] < legs[1]  # a tip at L2 lies caudal to them
