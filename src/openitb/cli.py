@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openitb.commands import calc, demo, fleet, pump
+from openitb.commands import calc, demo, fleet, patient, pump, simulate
 
 app = typer.Typer(
     name="itb",
@@ -17,6 +17,8 @@ app.add_typer(calc.app, name="calc")
 app.add_typer(pump.app, name="pump")
 app.add_typer(demo.app, name="demo")
 app.add_typer(fleet.app, name="fleet")
+app.add_typer(patient.app, name="patient")
+app.command("simulate")(simulate.simulate_cmd)
 # Each command group registers here, one line each.
 
 

@@ -103,6 +103,13 @@ class Patients:
             tuple(self.labels[i] for i in idx) if self.labels else (),
         )
 
+    def with_target(self, level: str, field: str = "target_level") -> Patients:
+        """The same patients with the effect read at spinal ``level`` (e.g. C6 for the arms)."""
+        scale = self.values["spine_scale"]
+        target = np.array([level_position_cm(level, field, float(s)) for s in scale])
+        return Patients(self.values, self.tip_cm, target, self.lumbar_cm, self.cisterna_cm,
+                        self.labels)
+
     def with_tip(self, tip_level: str, field: str = "tip_level") -> Patients:
         """The same patients with the catheter tip moved to ``tip_level``."""
         scale = self.values["spine_scale"]
@@ -125,9 +132,13 @@ def load_catalog(text: str | None = None) -> Catalog:
     doc = tomllib.loads(text)
     d = doc["definitions"]
     definitions = Definitions(
-        *(_number(d, k, "definitions") for k in (
-            "onset_mas_drop", "responder_mas_drop", "withdrawal_early", "withdrawal_severe",
-            "overdose_drowsiness", "overdose_respiratory", "overdose_coma")),
+        onset_mas_drop=_number(d, "onset_mas_drop", "definitions"),
+        responder_mas_drop=_number(d, "responder_mas_drop", "definitions"),
+        withdrawal_early=_number(d, "withdrawal_early", "definitions"),
+        withdrawal_severe=_number(d, "withdrawal_severe", "definitions"),
+        overdose_drowsiness=_number(d, "overdose_drowsiness", "definitions"),
+        overdose_respiratory=_number(d, "overdose_respiratory", "definitions"),
+        overdose_coma=_number(d, "overdose_coma", "definitions"),
         lumbar_puncture_level=str(d["lumbar_puncture_level"]),
     )
     specs: dict[str, ParameterSpec] = {}
@@ -171,15 +182,17 @@ def _anatomy(named: NamedPatient, n: int, cat: Catalog, tip_level: str | None) -
 
 
 def patient(name: str | None = None, *, tip_level: str | None = None,
-            cat: Catalog | None = None) -> Patients:
-    """One named patient at the typical values (times the patient's factors)."""
+            target_level: str | None = None, cat: Catalog | None = None) -> Patients:
+    """One named patient at the typical values (times the patient's factors); the catheter tip
+    and the spinal level where the effect is read may be moved."""
     c = cat or catalog()
     named = c.named(name)
     values = {k: np.array([spec.typical * named.factors.get(k, 1.0)])
               for k, spec in c.parameters.items()}
     values["spine_scale"] = np.array([named.spine_scale])
     tip, target, lumbar, cis = _anatomy(named, 1, c, tip_level)
-    return Patients(values, tip, target, lumbar, cis, (named.name,))
+    out = Patients(values, tip, target, lumbar, cis, (named.name,))
+    return out.with_target(target_level, "level") if target_level is not None else out
 
 
 def population(n: int, rng: np.random.Generator, base: str | None = None, *,

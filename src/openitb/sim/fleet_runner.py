@@ -88,12 +88,13 @@ def run_study(study: Study, *, scheduler: str | None = None, workers: int | None
         raise InvalidInput("workers", workers, "1 or more")
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                               processes=True, dashboard_address=None)
-        client = Client(cluster)
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+            dashboard_address=None)
+        client = Client(cluster)  # type: ignore[no-untyped-call]
     else:
         try:
-            client = Client(scheduler, timeout=10)
+            client = Client(scheduler, timeout=10)  # type: ignore[no-untyped-call]
         except OSError as exc:
             raise InvalidInput("scheduler", scheduler, f"a reachable Dask scheduler ({exc})") from None
     try:
@@ -102,14 +103,14 @@ def run_study(study: Study, *, scheduler: str | None = None, workers: int | None
                  for a, b in partitions(study.patients, partition_size)]
         futures = {client.submit(run_slice, text, p, a, b, pure=False): p for p, a, b in tasks}
         totals: list[dict[str, int]] = [dict.fromkeys(OUTCOMES, 0) for _ in study.policies]
-        for done, future in enumerate(as_completed(futures), start=1):
+        for done, future in enumerate(as_completed(futures), start=1):  # type: ignore[no-untyped-call]
             part: dict[str, Any] = future.result()
             for k in OUTCOMES:
                 totals[futures[future]][k] += int(part[k])
             if progress:
                 progress(done, len(tasks))
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
         if cluster is not None:
             cluster.close()
     return summarise(study, totals)
