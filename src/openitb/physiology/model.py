@@ -24,6 +24,7 @@ nonlinear functions of the states, computed afterwards (:func:`readouts`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,16 +123,10 @@ def readouts(system: System, x: Array) -> dict[str, Array]:
     g_cis = gradient_factor(tip, col(pts.cisterna_cm), g)
     g_target = gradient_factor(tip, col(pts.target_cm), g)
     csf_tip = x[..., 0] / col(p("csf_volume_ml")) * 1000.0
-    ce, adapted, deficit = x[..., 2], x[..., 3], x[..., 4]
+    ce = x[..., 2]
     ce_target = ce * g_target
     drop = col(p("emax_mas")) * _hill(ce_target, col(p("ec50_ng_per_ml")), col(p("hill")))
-    relative_deficit = np.maximum(deficit, 0.0) / np.maximum(
-        adapted, col(p("dependence_floor_ng_per_ml")))
-    withdrawal = _hill(relative_deficit, col(p("withdrawal_deficit50")), 3.0)
-    tolerance = col(p("overdose_ng_per_ml")) + col(p("tolerance_gain")) * np.maximum(adapted, 0.0) * g_cis
-    exposure = (np.maximum(ce, 0.0) * g_cis / tolerance
-                + np.maximum(x[..., 7], 0.0) / col(p("plasma_overdose_ng_per_ml")))
-    overdose = _hill(exposure, 1.0, col(p("overdose_hill")))
+    withdrawal, overdose = _severities(x, col, p, g_cis)
     mas = np.clip(col(p("mas_baseline")) - drop + col(p("rebound_mas")) * withdrawal, 0.0, 4.0)
     return {
         "csf_tip_ng_per_ml": csf_tip,
@@ -144,6 +139,27 @@ def readouts(system: System, x: Array) -> dict[str, Array]:
         "withdrawal": withdrawal,
         "overdose": overdose,
     }
+
+
+def _severities(x: Array, col: Callable[[Array], Array], p: Callable[[str], Array],
+                g_cis: Array) -> tuple[Array, Array]:
+    """Withdrawal and overdose severities (0 to 1) of states ``x``."""
+    ce, adapted, deficit = x[..., 2], x[..., 3], x[..., 4]
+    relative_deficit = np.maximum(deficit, 0.0) / np.maximum(
+        adapted, col(p("dependence_floor_ng_per_ml")))
+    withdrawal = _hill(relative_deficit, col(p("withdrawal_deficit50")), 3.0)
+    tolerance = col(p("overdose_ng_per_ml")) + col(p("tolerance_gain")) * np.maximum(adapted, 0.0) * g_cis
+    exposure = (np.maximum(ce, 0.0) * g_cis / tolerance
+                + np.maximum(x[..., 7], 0.0) / col(p("plasma_overdose_ng_per_ml")))
+    return withdrawal, _hill(exposure, 1.0, col(p("overdose_hill")))
+
+
+def severities(system: System, x: Array) -> tuple[Array, Array]:
+    """Only the withdrawal and overdose severities of states ``x`` (n, 8): what a fleet study
+    watches at every step, at a fraction of the cost of all the read-outs."""
+    pts = system.patients
+    g_cis = gradient_factor(pts.tip_cm, pts.cisterna_cm, pts.p("gradient_per_cm"))
+    return _severities(x, lambda v: v, pts.p, g_cis)
 
 
 def steady_state(system: System, rates: Array) -> Array:

@@ -19,6 +19,7 @@ from openitb.physiology.model import (
     SUBCUTANEOUS,
     build_system,
     readouts,
+    severities,
     steady_state,
 )
 from openitb.physiology.params import Definitions, Patients, catalog
@@ -175,5 +176,5 @@ class FleetPatients:
 
     def observe(self, t_h: float) -> tuple[BoolArray, BoolArray]:
         """Update the episode counts at time ``t_h``: where withdrawal and overdose began."""
-        r = self.readouts()
-        return self.withdrawal.update(t_h, r["withdrawal"]), self.overdose.update(t_h, r["overdose"])
+        withdrawal, overdose = severities(self.system, self.x)
+        return self.withdrawal.update(t_h, withdrawal), self.overdose.update(t_h, overdose)

@@ -96,3 +96,15 @@ def test_controller_disconnection_reference_is_what_the_fleet_sees() -> None:
     assert sum(d[0] for d in deliveries) == 0 and sum(d[1] for d in deliveries) > 0
     assert pump.now == T0 + timedelta(days=3)
     assert isinstance(cmd.Stop(), cmd.Stop)
+
+
+def test_severities_are_the_readouts_severities() -> None:
+    from openitb.physiology.model import severities
+
+    fp = FleetPatients(population(200, np.random.default_rng(9)), np.full(200, 300.0))
+    fp.step(24.0, np.zeros(200), np.linspace(0, 2000, 200))  # a dry day, some pocket fills
+    w, o = severities(fp.system, fp.x)
+    r = fp.readouts()
+    np.testing.assert_array_equal(w, r["withdrawal"])
+    np.testing.assert_array_equal(o, r["overdose"])
+    assert w.max() > 0.01 and o.max() > 0.01
