@@ -46,8 +46,10 @@ def fuzz(n: int, seed: int = 1) -> tuple[int, int, int]:
             data = rng.randbytes(rng.randint(0, 120))
         else:
             buf = bytearray(rng.choice(good))
-            for _ in range(rng.randint(1, 4)):
-                buf[rng.randrange(len(buf))] ^= rng.randint(1, 255)
+            # Distinct positions, each flipped: the frame always differs from the valid one
+            # (two flips of one byte could cancel and resend a genuine command).
+            for pos in rng.sample(range(len(buf)), rng.randint(1, 4)):
+                buf[pos] ^= rng.randint(1, 255)
             data = bytes(buf)
         reply = ep.handle(data)
         if parse_unverified(reply)[0].type is MessageType.ERROR:

@@ -1,0 +1,169 @@
+"""Programmer over the pump service: round trips and sustained throughput, plus the fuzz test
+against the real service.
+
+Prints, over loopback TCP to a served pump (file memory with fsync, as `itb pump serve`):
+- interrogate (status + recent log + projection): median and p99;
+- a full dose change (read, review, confirm, write, read back, compare): median and p99;
+- sustained commands per second (read_status back to back; and program writes);
+- fuzz: random and mutated frames into the real service; the pump's state must not change.
+The reference in the same run is the in-process transport (same frames, no socket).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from openitb.drugs import Context, Origin
+from openitb.programmer.link import PumpLink
+from openitb.programmer.record import SessionRecord
+from openitb.programmer.workflows import Programmer
+from openitb.pump.controller import zero_error_pump
+from openitb.pump.memory import FileMemory, InMemory
+from openitb.pumpservice.clock import VirtualClock
+from openitb.pumpservice.service import PumpService
+from openitb.pumpservice.transport import InProcessTransport
+from openitb.telemetry.client import ProgrammerClient
+from openitb.telemetry.frames import Frame, MessageType, encode, parse_unverified
+from openitb.telemetry.session import Role
+from openitb.telemetry.tcp import ServerThread, TcpTransport
+from openitb.therapy.prescription import Continuous
+from openitb.units import McgPerDay, McgPerMl, Milliliters
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+KEYS = {Role.CLINICIAN: os.urandom(32), Role.PATIENT: os.urandom(32)}
+
+
+def make_service(directory: Path | None) -> PumpService:
+    memory = FileMemory(directory) if directory is not None else InMemory()
+    pump = zero_error_pump("itb-20", T0, memory=memory)
+    return PumpService(pump, VirtualClock(T0), serial="BENCH-1")
+
+
+def programmer(transport: Any) -> Programmer:
+    client = ProgrammerClient(transport, Role.CLINICIAN, KEYS[Role.CLINICIAN])
+    client.open()
+    rec = SessionRecord("bench", "clinician", "", T0.isoformat())
+    return Programmer(PumpLink(client, rec, lambda: datetime.now(UTC)))
+
+
+def timed(fn: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def pct(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(p * len(s)))]
+
+
+def measure(progs: dict[str, Programmer], n: int) -> dict[str, dict[str, list[float]]]:
+    """Time each operation on every programmer in turn, round by round, so that all of them
+    meet the same disk (fsync) conditions; the machine is shared."""
+    for prog in progs.values():
+        prog.implant(Continuous(McgPerDay(400)), product="Gablofen",
+                     concentration=McgPerMl(500), volume=Milliliters(20),
+                     confirm=lambda r: True, origin=Origin.SPINAL)
+    out: dict[str, dict[str, list[float]]] = {k: {"interrogate": [], "change": [], "status": []}
+                                              for k in progs}
+    doses = [440.0, 400.0]
+    for i in range(n):
+        for name, prog in progs.items():
+            res = out[name]
+            res["interrogate"] += timed(prog.interrogate, 1)
+            res["change"] += timed(lambda p=prog, d=doses[i % 2]: p.change_dose(
+                McgPerDay(d), origin=Origin.SPINAL, context=Context.MAINTENANCE,
+                confirm=lambda r: True), 1)
+            res["status"] += timed(prog.link.read_status, 4)
+    return out
+
+
+def fuzz_real_service(n: int, directory: Path, seed: int = 3) -> tuple[int, int, bool]:
+    service = make_service(directory)
+    prog = programmer(InProcessTransport(lambda: service.endpoint(KEYS)))
+    prog.implant(Continuous(McgPerDay(400)), product="Gablofen", concentration=McgPerMl(500),
+                 volume=Milliliters(20), confirm=lambda r: True, origin=Origin.SPINAL)
+    service.clock = lambda: service.pump.now  # freeze time: any change must come from a frame
+    before = json.dumps(service.pump.to_dict(), sort_keys=True)
+    ep = service.endpoint(KEYS)
+    c = ProgrammerClient(ep.handle, Role.CLINICIAN, KEYS[Role.CLINICIAN])
+    c.open()
+    assert c._key is not None
+    cmds: list[tuple[str, dict[str, Any]]] = [
+        ("stop", {}), ("refill", {"volume": "1 mL", "concentration": "2000 mcg/mL"}),
+        ("program", {"prescription": {"mode": "continuous", "dose": "1900 mcg/day"},
+                     "concentration": "500 mcg/mL"}),
+        ("clinician_bolus", {"dose": "150 mcg", "duration": "1 h"})]
+    good = [encode(Frame(MessageType.COMMAND, 1000 + i, {"command": k, "args": a}), c._key)
+            for i, (k, a) in enumerate(cmds)]
+    rng = random.Random(seed)
+    errors = 0
+    for i in range(n):
+        if i % 2:
+            data = rng.randbytes(rng.randint(0, 160))
+        else:
+            buf = bytearray(rng.choice(good))
+            # Distinct positions, each flipped: the frame always differs from the valid one
+            # (two flips of one byte could cancel and resend a genuine command).
+            for pos in rng.sample(range(len(buf)), rng.randint(1, 4)):
+                buf[pos] ^= rng.randint(1, 255)
+            data = bytes(buf)
+        if parse_unverified(ep.handle(data))[0].type is MessageType.ERROR:
+            errors += 1
+    return n, errors, json.dumps(service.pump.to_dict(), sort_keys=True) == before
+
+
+def main() -> int:
+    n = int(os.environ.get("OPENITB_BENCH_ROUNDS", "200"))
+    frames = int(os.environ.get("OPENITB_FUZZ_FRAMES", "100000"))
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        svc_in, svc_tcp, svc_ram = (make_service(base / "inproc"), make_service(base / "tcp"),
+                                    make_service(None))
+        with ServerThread(lambda: svc_tcp.endpoint(KEYS)) as s1, \
+                ServerThread(lambda: svc_ram.endpoint(KEYS)) as s2:
+            t1, t2 = TcpTransport("127.0.0.1", s1.port), TcpTransport("127.0.0.1", s2.port)
+            res = measure({"inproc": programmer(InProcessTransport(
+                lambda: svc_in.endpoint(KEYS))), "tcp": programmer(t1), "ram": programmer(t2)}, n)
+            t1.close()
+            t2.close()
+        tcp, inproc, ram = res["tcp"], res["inproc"], res["ram"]
+        for name, label in (("interrogate", "interrogate (status + log)"),
+                            ("change", "dose change (read, review, write, read back)")):
+            a, b = tcp[name], inproc[name]
+            print(f"{label}, loopback TCP: median {statistics.median(a) * 1e3:.2f} ms, "
+                  f"p99 {pct(a, 0.99) * 1e3:.2f} ms; in-process median "
+                  f"{statistics.median(b) * 1e3:.2f} ms (TCP/in-process "
+                  f"{statistics.median(a) / statistics.median(b):.2f}x); n={len(a)}")
+        st = tcp["status"]
+        writes = len(tcp["change"]) / sum(tcp["change"])
+        print(f"sustained over TCP, file memory with fsync: {len(st) / sum(st):,.0f} read_status "
+              f"commands/s; {writes * 3:,.0f} commands/s inside dose changes "
+              f"({writes:,.1f} complete changes/s)")
+        rs = ram["status"]
+        print(f"sustained over TCP, memory in RAM (no fsync; shows the persistence cost): "
+              f"{len(rs) / sum(rs):,.0f} read_status commands/s; interrogate median "
+              f"{statistics.median(ram['interrogate']) * 1e3:.2f} ms, dose change median "
+              f"{statistics.median(ram['change']) * 1e3:.2f} ms")
+        t0 = time.perf_counter()
+        total, errors, same = fuzz_real_service(frames, base / "fuzz")
+        dt = time.perf_counter() - t0
+        print(f"fuzz against the real pump service: {total} frames in {dt:.1f} s, error replies "
+              f"{errors}, pump state unchanged: {same}")
+    return 0 if same and errors == total else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,303 @@
+"""The pump service: telemetry commands (names + CBOR args) onto one pump controller.
+
+``PumpService.dispatch(role, name, args)`` is the ``Dispatch`` a telemetry ``PumpEndpoint``
+calls. For every command it runs the pump up to the service clock's time, validates every
+argument (quantities as text with units), applies the controller command and returns plain data.
+A refusal raises ``CommandError(code, reason)`` and changes nothing. The controller persists to
+its memory port after each command; the patient bolus book is saved through ``save_book``.
+
+What goes over the wire is what a real pump knows: its reservoir *estimate*, not the simulated
+true volume, and not what reached the patient or the tissue.
+
+One lock serialises commands and environment events (MRI, resets) injected by a simulation.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from openitb.pump import commands as cmd
+from openitb.pump.controller import PumpController, iso, to_seconds
+from openitb.pump.patient_bolus import PatientBolusBook, PatientBolusLimits, PatientBolusRefused
+from openitb.pumpservice import args as a
+from openitb.telemetry.session import DEFAULT_TIMEOUT_S, CommandError, PumpEndpoint, Role
+from openitb.units import Hours, McgPerMl, Micrograms, Milliliters
+
+Clock = Callable[[], datetime]
+Handler = Callable[[Role, dict[str, Any]], dict[str, Any]]
+
+READS = frozenset({"read_status", "read_log"})
+ALARM_KINDS = ("low_reservoir", "eri", "empty_reservoir", "end_of_service", "motor_stall",
+               "memory_error")
+
+
+def _conc(value: Any, name: str) -> McgPerMl:
+    c: McgPerMl = a.quantity(McgPerMl)(value, name)
+    if c.value <= 0:
+        raise a.bad(name, value, "a concentration above 0 mcg/mL")
+    return c
+
+
+def _positive(cls: Any) -> a.Parser:
+    base = a.quantity(cls)
+
+    def p(value: Any, name: str) -> Any:
+        q = base(value, name)
+        if q.value <= 0:
+            raise a.bad(name, value, f"more than 0 {cls.symbol}")
+        return q
+    return p
+
+
+class PumpService:
+    def __init__(
+        self,
+        controller: PumpController,
+        clock: Clock,
+        *,
+        serial: str = "",
+        book: PatientBolusBook | None = None,
+        save_book: Callable[[PatientBolusBook], None] | None = None,
+    ) -> None:
+        self.pump = controller
+        self.clock = clock
+        self.serial = serial
+        self.book = book or PatientBolusBook()
+        self._save_book = save_book or (lambda b: None)
+        self.lock = threading.RLock()
+        self.commands_served = 0
+        q = a.quantity
+        self._table: dict[str, tuple[dict[str, tuple[a.Parser, bool]], Handler]] = {
+            "read_status": ({}, self._read_status),
+            "read_log": ({"page": (a.integer(0, 10_000), False),
+                          "page_size": (a.integer(1, 200), False),
+                          "last": (a.integer(1, 200), False)}, self._read_log),
+            "program": ({"prescription": (a.prescription, True),
+                         "concentration": (_conc, True)}, self._program),
+            "start": ({}, self._simple(cmd.Start())),
+            "stop": ({}, self._simple(cmd.Stop())),
+            "clinician_bolus": ({"dose": (_positive(Micrograms), True),
+                                 "duration": (_positive(Hours), True)}, self._clinician_bolus),
+            "priming_bolus": ({"volume": (_positive(Milliliters), True),
+                               "duration": (_positive(Hours), True)},
+                              self._volume_bolus(cmd.PrimingBolus)),
+            "bridge_bolus": ({"volume": (_positive(Milliliters), True),
+                              "duration": (_positive(Hours), True)},
+                             self._volume_bolus(cmd.BridgeBolus)),
+            "refill": ({"volume": (q(Milliliters), True),
+                        "concentration": (_conc, True)}, self._refill),
+            "set_low_alarm": ({"threshold": (q(Milliliters), True)}, self._set_low_alarm),
+            "acknowledge_alarm": ({"kind": (a.choice(ALARM_KINDS), True)}, self._acknowledge),
+            "alarm_test": ({}, self._simple(cmd.AlarmTest())),
+            "set_clock": ({"time": (a.timestamp, True)}, self._set_clock),
+            "set_patient_limits": ({"dose": (_positive(Micrograms), True),
+                                    "duration": (_positive(Hours), True),
+                                    "lockout": (_positive(Hours), True),
+                                    "max_per_day": (a.integer(1, 24), True)},
+                                   self._set_patient_limits),
+            "disable_patient_bolus": ({}, self._disable_patient_bolus),
+            "patient_bolus": ({}, self._patient_bolus),
+        }
+
+    # ---- entry points ----------------------------------------------------------------------
+    @property
+    def command_names(self) -> tuple[str, ...]:
+        return tuple(self._table)
+
+    def dispatch(self, role: Role, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        entry = self._table.get(name)
+        if entry is None:
+            raise CommandError("unknown_command", f"no command {name[:40]!r}; commands: "
+                               f"{', '.join(sorted(self._table))}")
+        schema, handler = entry
+        if name == "patient_bolus" and role is not Role.PATIENT:
+            raise CommandError("forbidden_role", "patient_bolus is for the patient therapy "
+                               "manager; the clinician programmer gives clinician_bolus")
+        checked = a.validate(args, schema, name)
+        with self.lock:
+            self._catch_up()
+            self.commands_served += 1
+            try:
+                result = handler(role, checked)
+            except CommandError:
+                raise
+            except Exception as exc:  # a fault in the pump: answer, never drop the link
+                raise CommandError("internal_error", f"{name} failed inside the pump "
+                                   f"({type(exc).__name__}); interrogate before continuing"
+                                   ) from None
+            if name in READS:
+                # The controller does not persist reads, but they draw on the battery.
+                self.pump.advance(self.pump.now)
+            return result
+
+    def inject(self, event: cmd.Command) -> dict[str, Any]:
+        """An environment event (MRI start/end, power-on reset, catheter fault) at clock time."""
+        with self.lock:
+            self._catch_up()
+            r = self.pump.handle(event)
+            return {"ok": r.ok, "reason": r.reason, **r.data}
+
+    def advance(self) -> None:
+        with self.lock:
+            self._catch_up()
+
+    def endpoint(self, keys: Mapping[Role, bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> PumpEndpoint:
+        return PumpEndpoint(dict(keys), self.dispatch, monotonic, timeout_s=timeout_s)
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _catch_up(self) -> None:
+        """Run the pump to the clock's time without writing memory: the controller is
+        deterministic, so after a crash the last snapshot run to the same time is this same
+        state. The command that follows persists (once, not twice)."""
+        now = self.clock()
+        if to_seconds(now) > self.pump.t:
+            memory, self.pump.memory = self.pump.memory, None
+            try:
+                self.pump.advance(now)
+            finally:
+                self.pump.memory = memory
+
+    def _apply(self, command: cmd.Command) -> dict[str, Any]:
+        r = self.pump.handle(command)
+        if not r.ok:
+            raise CommandError("refused", r.reason)
+        return dict(r.data)
+
+    def _simple(self, command: cmd.Command) -> Handler:
+        return lambda role, args: self._apply(command)
+
+    def _log(self, kind: str, data: dict[str, Any]) -> None:
+        self.pump.log.append(self.pump.now.isoformat(), kind, data)
+
+    # ---- handlers --------------------------------------------------------------------------
+    def _read_status(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        resumed = self.pump.awaiting_interrogation
+        self._apply(cmd.ReadStatus())  # an interrogation: resumes a pump waiting after an MRI
+        return self.status(resumed_after_mri=resumed)
+
+    def status(self, *, resumed_after_mri: bool = False) -> dict[str, Any]:
+        p = self.pump
+        s = p.status()
+        pump_clock = p.now + timedelta(seconds=p.clock_offset)
+        now_s = p.t
+        nxt = self.book.next_allowed(now_s)
+        return {
+            "serial": self.serial,
+            "profile": p.profile.name,
+            "capacity_ml": p.profile.capacity.value,
+            "time": s["time"],
+            "pump_clock": pump_clock.isoformat(),
+            "state": s["state"],
+            "running": p.running,
+            "reservoir_estimate_ml": s["reservoir_estimate_ml"],
+            "reservoir_concentration_mcg_per_ml": s["reservoir_concentration"],
+            "program": s["program"],
+            "program_concentration_mcg_per_ml": p.program_conc if p.prescription else None,
+            "bolus_running_until": iso(p.bolus[1]) if p.bolus else None,
+            "low_alarm_ml": s["low_alarm_ml"],
+            "tone": s["tone"],
+            "alarms": s["alarms"],
+            "battery_days_left": s["battery_days_left"],
+            "eri_days": p.profile.eri_days,
+            "path_volume_ml": p.catheter.volume_nl / 1e6,
+            "internal_volume_ml": p.profile.internal_volume.value,
+            "mri_resume": p.profile.mri_resume,
+            "resumed_after_mri": resumed_after_mri,
+            "patient_bolus": {
+                "limits": self.book.limits.to_dict() if self.book.limits else None,
+                "used_today": self.book.used_today(now_s),
+                "next_allowed": iso(nxt) if nxt is not None else None,
+            },
+        }
+
+    def _read_log(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        log = self.pump.log
+        if "last" in args:
+            entries = [dict(e) for e in log.entries[-args["last"]:]]
+            return {"entries": entries, "dropped": log.dropped}
+        return self._apply(cmd.ReadLog(args.get("page", 0), args.get("page_size", 50)))
+
+    def _program(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        held = self.pump.reservoir_conc
+        conc = args["concentration"].value
+        if self.pump.reservoir_estimate_nl > 0 and abs(held - conc) > 1e-9 * max(1.0, held):
+            # A rate computed for one concentration while the reservoir holds another is a dose
+            # error by the ratio of the two.
+            raise CommandError("concentration_mismatch", f"program concentration {conc:g} mcg/mL"
+                               f" differs from the reservoir's {held:g} mcg/mL; program with the"
+                               " concentration in the pump (refill first to change it)")
+        out = self._apply(cmd.Program(args["prescription"], args["concentration"]))
+        return {"program": args["prescription"].to_dict(), **out}
+
+    def _clinician_bolus(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        return self._apply(cmd.ClinicianBolus(args["dose"], args["duration"]))
+
+    def _volume_bolus(self, kind: type[cmd.PrimingBolus] | type[cmd.BridgeBolus]) -> Handler:
+        return lambda role, args: self._apply(kind(args["volume"], args["duration"]))
+
+    def _refill(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        expected = self.pump.reservoir_estimate_nl / 1e6
+        self._apply(cmd.Refill(args["volume"], args["concentration"]))
+        # The pump does not know what was withdrawn: the clinician measures it.
+        return {"expected_ml": expected, "volume_ml": args["volume"].value,
+                "concentration_mcg_per_ml": args["concentration"].value}
+
+    def _set_low_alarm(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        return self._apply(cmd.SetLowAlarm(args["threshold"]))
+
+    def _acknowledge(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        return self._apply(cmd.AcknowledgeAlarm(args["kind"]))
+
+    def _set_clock(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        return self._apply(cmd.SetClock(args["time"]))
+
+    def _set_patient_limits(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            limits = PatientBolusLimits(args["dose"].value, round(args["duration"].value * 3600),
+                                        round(args["lockout"].value * 3600), args["max_per_day"])
+        except ValueError as exc:
+            raise CommandError("bad_argument", str(exc)) from None
+        self.book = PatientBolusBook(limits, list(self.book.activations))
+        self._save_book(self.book)
+        self._log("patient_limits_set", limits.to_dict())
+        self.pump.advance(self.pump.now)  # persist the log entry
+        return {"limits": limits.to_dict()}
+
+    def _disable_patient_bolus(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        self.book = PatientBolusBook(None, list(self.book.activations))
+        self._save_book(self.book)
+        self._log("patient_bolus_disabled", {})
+        self.pump.advance(self.pump.now)
+        return {"limits": None}
+
+    def _patient_bolus(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        now_s = self.pump.t
+        try:
+            limits = self.book.check(now_s)
+        except PatientBolusRefused as exc:
+            when = iso(exc.next_allowed_s) if exc.next_allowed_s is not None else None
+            self._log("patient_bolus_refused", {"code": exc.code, "next_allowed": when})
+            self.pump.advance(self.pump.now)
+            raise CommandError(exc.code, exc.reason + (f"; next allowed at {when}" if when else "")
+                               ) from None
+        # Count the activation before giving it: a crash in between loses a bolus, never a limit.
+        self.book.record(now_s)
+        self._save_book(self.book)
+        r = self.pump.handle(cmd.ClinicianBolus(Micrograms(limits.dose_mcg),
+                                                Hours(limits.duration_s / 3600)))
+        if not r.ok:
+            self.book.forget(now_s)
+            self._save_book(self.book)
+            raise CommandError("refused", r.reason)
+        self._log("patient_bolus", {"dose_mcg": limits.dose_mcg})
+        self.pump.advance(self.pump.now)
+        after = self.book.next_allowed(now_s)
+        assert after is not None
+        return {"dose_mcg": limits.dose_mcg, "ends_at": r.data.get("ends_at"),
+                "used_today": self.book.used_today(now_s), "max_per_day": limits.max_per_day,
+                "next_allowed": iso(after)}

@@ -1,0 +1,164 @@
+"""A served pump's state directory: identity, keys, controller memory, patient bolus book.
+
+    DIR/pump.json            serial, profile, created (UTC)
+    DIR/keys.json            the pump's per-role keys (mode 0600)
+    DIR/clinician.key.json   key file for the clinician programmer (mode 0600)
+    DIR/patient.key.json     key file for the patient therapy manager (mode 0600)
+    DIR/memory/              controller snapshot + journal (pump/memory.py FileMemory)
+    DIR/ptm.json             patient bolus limits and recent activations
+
+Every file is written atomically: temporary file, fsync, rename, fsync of the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from openitb.devices import get_pump
+from openitb.errors import InvalidInput, RefusedOperation
+from openitb.pump.controller import PumpController
+from openitb.pump.memory import FileMemory
+from openitb.pump.patient_bolus import PatientBolusBook
+from openitb.telemetry.session import Role
+
+KEY_LEN = 32
+SERIAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+
+
+def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+@dataclass(frozen=True)
+class Identity:
+    serial: str
+    profile: str
+    created: str
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    serial: str
+    role: Role
+    key: bytes
+
+
+def check_serial(serial: str) -> str:
+    if not SERIAL_RE.match(serial):
+        raise InvalidInput("serial", serial, "1-40 letters, digits, '.', '_' or '-', starting "
+                           "with a letter or digit")
+    return serial
+
+
+def create(directory: Path, profile: str, serial: str, now: datetime, seed: int | None = None
+           ) -> tuple[Identity, dict[Role, bytes]]:
+    """Manufacture a pump into an empty directory and make its keys; refuse to overwrite."""
+    get_pump(profile)
+    check_serial(serial)
+    directory.mkdir(parents=True, exist_ok=True)
+    if (directory / "pump.json").exists():
+        raise RefusedOperation(f"{directory} already holds pump; choose an empty directory",
+                               code="exists")
+    rng = np.random.default_rng(seed)
+    controller = PumpController.manufacture(profile, now, rng,
+                                            memory=FileMemory(directory / "memory"))
+    controller.advance(now)  # writes the first snapshot
+    keys = {Role.CLINICIAN: secrets.token_bytes(KEY_LEN), Role.PATIENT: secrets.token_bytes(KEY_LEN)}
+    ident = Identity(serial, profile, now.isoformat())
+    atomic_write(directory / "keys.json",
+                 json.dumps({"serial": serial, **{r.value: k.hex() for r, k in keys.items()}}),
+                 0o600)
+    for role, key in keys.items():
+        atomic_write(directory / f"{role.value}.key.json",
+                     json.dumps({"serial": serial, "role": role.value, "key": key.hex()}), 0o600)
+    atomic_write(directory / "ptm.json", json.dumps(PatientBolusBook().to_dict()))
+    # pump.json last: its presence marks a complete pump.
+    atomic_write(directory / "pump.json", json.dumps(ident.__dict__))
+    return ident, keys
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(what, str(path), "an existing file (create the pump with "
+                           "`itb pump new`)") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(what, str(path), f"valid JSON ({exc})") from None
+
+
+def load_identity(directory: Path) -> Identity:
+    d = _read_json(directory / "pump.json", "state")
+    try:
+        return Identity(str(d["serial"]), str(d["profile"]), str(d["created"]))
+    except (KeyError, TypeError):
+        raise InvalidInput("state", str(directory), "a pump.json with serial, profile, created"
+                           ) from None
+
+
+def _key(hex_text: Any, what: str) -> bytes:
+    try:
+        key = bytes.fromhex(hex_text)
+    except (TypeError, ValueError):
+        raise InvalidInput(what, "<hidden>", f"{KEY_LEN * 2} hex digits") from None
+    if len(key) != KEY_LEN:
+        raise InvalidInput(what, "<hidden>", f"{KEY_LEN * 2} hex digits")
+    return key
+
+
+def load_keys(directory: Path) -> dict[Role, bytes]:
+    d = _read_json(directory / "keys.json", "keys")
+    if not isinstance(d, dict):
+        raise InvalidInput("keys", str(directory / "keys.json"), "a JSON object")
+    return {r: _key(d.get(r.value), f"keys.{r.value}") for r in Role}
+
+
+def load_key_file(path: Path) -> KeyFile:
+    d = _read_json(path, "key_file")
+    if not isinstance(d, dict):
+        raise InvalidInput("key_file", str(path), "a JSON object with serial, role and key")
+    role_text = d.get("role")
+    try:
+        role = Role(role_text)
+    except ValueError:
+        raise InvalidInput("key_file.role", role_text, "clinician or patient") from None
+    return KeyFile(str(d.get("serial", "")), role, _key(d.get("key"), "key_file.key"))
+
+
+def load_controller(directory: Path, ident: Identity, now: datetime) -> PumpController:
+    return PumpController.restore(FileMemory(directory / "memory"), ident.profile, now)
+
+
+def load_book(directory: Path) -> PatientBolusBook:
+    d = _read_json(directory / "ptm.json", "ptm")
+    try:
+        return PatientBolusBook.from_dict(d)
+    except (KeyError, TypeError, ValueError):
+        # Unreadable limits: patient boluses stay disabled until the clinician sets them again.
+        return PatientBolusBook()
+
+
+def save_book(directory: Path, book: PatientBolusBook) -> None:
+    atomic_write(directory / "ptm.json", json.dumps(book.to_dict()))
