@@ -73,10 +73,10 @@ def plot(result: SimResult, path: Path) -> None:
     lo, hi = result.scenario.plot_window or (float(days[0]), float(days[-1]))
     ax = axes[0]
     edges, tip = _binned_rate(result, "dose_at_tip_mcg_per_h", lo, hi)
-    ax.stairs(tip * 24, edges, color="tab:blue", label="at the catheter tip")
+    ax.stairs(tip * 24, edges, color="tab:blue", label="at the catheter tip", baseline=None)
     if s["tissue_mcg_per_h"].any():
         edges, tissue = _binned_rate(result, "tissue_mcg_per_h", lo, hi)
-        ax.stairs(tissue * 24, edges, color="tab:brown", label="to tissue / pocket")
+        ax.stairs(tissue * 24, edges, color="tab:brown", label="to tissue / pocket", baseline=None)
         ax.set_yscale("symlog", linthresh=1000)
     ax.set_ylabel("dose rate\nmcg/day")
     ax.legend(loc="upper right", fontsize=8)

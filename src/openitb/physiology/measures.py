@@ -27,6 +27,7 @@ import numpy.typing as npt
 from openitb.physiology.model import (
     INTRATHECAL,
     N_INPUTS,
+    N_STATES,
     System,
     build_system,
     readouts,
@@ -45,7 +46,7 @@ def series(system: System, times: Array, rates: Array, keys: tuple[str, ...],
     """Read-outs ``keys`` at every time point, (n, m+1) each, without keeping all states."""
     n, m1 = len(system), len(times)
     out = {k: np.empty((n, m1)) for k in keys}
-    buf = np.empty((n, min(chunk, m1), 8))
+    buf = np.empty((n, min(chunk, m1), N_STATES))
     start = 0
     fill = 0
     for x in ExactSolver(system).iterate(times, rates, x0):

@@ -89,7 +89,8 @@ class Event:
         parts = [f"{k} {v}" for k, v in self.params.items() if k != "prescription"]
         if "prescription" in self.params:
             rx = self.params["prescription"]
-            parts.insert(0, f"{rx.mode.value} {average_dose_rate(rx)} on average")
+            mean = average_dose_rate(rx)
+            parts.insert(0, f"{mean}" if rx.mode.value == "continuous" else f"{rx.mode.value} {mean} mean")
         return f"{self.kind}" + (f" ({', '.join(parts)})" if parts else "")
 
 

@@ -6,11 +6,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openitb.physiology.model import N_STATES, build_system, readouts, steady_state
+from openitb.physiology.model import N_STATES, SIGNED, build_system, readouts, steady_state
 from openitb.physiology.params import patient, population
 from openitb.physiology.solver import ExactSolver, solve_reference
 
-AMOUNTS = [0, 1, 2, 3, 5, 6, 7]  # every state except the signed deficit (index 4)
+AMOUNTS = [i for i in range(N_STATES) if i not in SIGNED]  # all but the signed deficit
 
 
 def year_schedule() -> tuple[np.ndarray, np.ndarray]:
@@ -153,4 +153,3 @@ def test_bad_schedules_are_refused_naming_the_field() -> None:
         ExactSolver(system).solve(np.array([0.0, 1.0]), np.array([[-1.0, 0.0]]))
     with pytest.raises(InvalidInput, match="rates"):
         ExactSolver(system).solve(np.array([0.0, 1.0]), np.zeros((3, 2)))
-    assert N_STATES == 8

@@ -107,8 +107,9 @@ def test_screening_responder_and_first_dose_rule() -> None:
     assert sc["effective_dose_mcg"] == 75.0
     assert [d["dose_mcg"] for d in sc["doses"]] == [50.0, 75.0]
     assert sc["doses"][0]["mas_drop"] < D.responder_mas_drop <= sc["doses"][1]["mas_drop"]
-    # the 75 mcg effect lasted more than 8 h: the dose itself per day (label rule)
-    assert sc["doses"][1]["effect_hours"] > 8 and sc["first_pump_dose_mcg_per_day"] == 75.0
+    # the 75 mcg effect lasted at most 8 h: twice the effective dose per day (label rule)
+    assert sc["doses"][1]["effect_hours"] <= 8 and sc["first_pump_dose_mcg_per_day"] == 150.0
+    assert "2 x" in sc["first_dose_rule"]
 
 
 def test_screening_non_responder_is_not_a_candidate() -> None:
