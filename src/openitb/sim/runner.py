@@ -126,7 +126,19 @@ def _pump_for(sc: Scenario) -> PumpController:
         r = pump.handle(c)
         if not r.ok:
             raise InvalidInput("pump", type(c).__name__, r.reason)
+    if sc.pump.battery_days_left is not None:
+        _age_battery(pump, sc.pump.battery_days_left)
     return pump
+
+
+def _age_battery(pump: PumpController, days_left: float) -> None:
+    """An old pump: leave only the charge that the running program uses in ``days_left`` days,
+    so that the controller itself raises ERI and, at the end, end of service. (The pump has no
+    command for this; a manufacture-time battery state would be the clean way.)"""
+    prof = pump.profile
+    per_day = prof.battery_idle_ua * 24 + prof.battery_stroke_uah * pump.daily_strokes()
+    capacity = prof.battery_capacity_mah * 1000
+    pump.battery_used_uah = max(0.0, capacity - per_day * days_left)
 
 
 def _commands(sc: Scenario, pump: PumpController, e: Event) -> list[Any]:

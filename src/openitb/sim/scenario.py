@@ -20,6 +20,7 @@ Schema (docs/physiology.md, "Scenarios")::
     volume = "40 mL"
     low_alarm = "2 mL"                # optional
     manufactured = false              # true: true stroke volume drawn from the seed
+    battery_days_left = 20            # optional: an old pump whose battery ends after 20 days
 
     [catheter]
     length_cm = 110
@@ -101,6 +102,7 @@ class PumpSetup:
     volume: Milliliters
     low_alarm: Milliliters | None
     manufactured: bool
+    battery_days_left: float | None = None
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,8 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
     pump: PumpSetup | None = None
     rx: Prescription | None = None
     if pump_doc is not None:
-        _only(pump_doc, {"profile", "concentration", "volume", "low_alarm", "manufactured"}, "pump.")
+        _only(pump_doc, {"profile", "concentration", "volume", "low_alarm", "manufactured",
+                         "battery_days_left"}, "pump.")
         profile = get_pump(str(pump_doc.get("profile", "itb-40")))
         conc = parse(pump_doc.get("concentration"), McgPerMl, "pump.concentration")
         if conc.value <= 0:
@@ -260,7 +263,9 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
         manufactured = pump_doc.get("manufactured", False)
         if not isinstance(manufactured, bool):
             raise InvalidInput("pump.manufactured", manufactured, "true or false")
-        pump = PumpSetup(profile, conc, vol, low_ml, manufactured)
+        battery_days = (None if "battery_days_left" not in pump_doc else
+                        _num(pump_doc, "battery_days_left", "pump.battery_days_left", 0.5, 3650.0))
+        pump = PumpSetup(profile, conc, vol, low_ml, manufactured, battery_days)
         rx_doc = _table(doc, "prescription", True)
         assert rx_doc is not None
         rx = parse_prescription(rx_doc)

@@ -39,7 +39,8 @@ def test_the_examples_the_issue_lists_are_shipped() -> None:
     names = {p.stem for p in SCENARIOS}
     assert {"screening_responder", "screening_nonresponder", "titration_first_month",
             "year_of_refills", "missed_refill", "pocket_fill", "catheter_disconnection",
-            "concentration_change_bridge", "concentration_change_no_bridge"} <= names
+            "concentration_change_bridge", "concentration_change_no_bridge", "battery_end",
+            "mri"} <= names
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
@@ -228,3 +229,13 @@ def test_missing_file_is_refused(tmp_path: Path) -> None:
     assert r.exit_code == 2 and r.stderr.startswith("error: scenario")
 
 
+
+
+def test_battery_end_of_service_stops_the_pump_then_withdrawal() -> None:
+    r = run("battery_end")
+    kinds = {a["kind"]: a["day"] for a in r.alarms}
+    assert kinds["eri"] < 1.0  # already in ERI: fewer than 90 days left
+    assert kinds["end_of_service"] == pytest.approx(20.0, abs=0.01)
+    assert mean_rate(r, "dose_at_tip_mcg_per_h", 20.1 * 24, 25 * 24) == 0.0
+    s = r.summary()
+    assert 0 < s["withdrawal_early_at_day"] - kinds["end_of_service"] <= 1.0
