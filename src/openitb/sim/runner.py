@@ -34,7 +34,7 @@ from openitb.physiology.model import (
     build_system,
     steady_state,
 )
-from openitb.physiology.params import catalog, patient
+from openitb.physiology.params import Patients, catalog, patient, population
 from openitb.pump import commands as cmd
 from openitb.pump.controller import PumpController, zero_error_pump
 from openitb.sim.scenario import Event, Scenario
@@ -107,6 +107,14 @@ def _day(h: float | None) -> float | None:
 
 def _at(hours: float) -> datetime:
     return START + timedelta(seconds=round(hours * 3600))
+
+
+def scenario_patient(sc: Scenario) -> Patients:
+    """The named patient, or one drawn from the population around it (``draw_seed``)."""
+    if sc.draw_seed is None:
+        return patient(sc.patient_name, tip_level=sc.tip_level)
+    return population(1, np.random.default_rng(sc.draw_seed), sc.patient_name,
+                      tip_level=sc.tip_level)
 
 
 def _pump_for(sc: Scenario) -> PumpController:
@@ -241,7 +249,7 @@ def run_scenario(sc: Scenario, progress: Progress | None = None) -> SimResult:
     reservoir = np.interp(times, pump_times, reservoir)
     estimate = np.interp(times, pump_times, estimate)
     m = times.size - 1
-    system = build_system(patient(sc.patient_name, tip_level=sc.tip_level))
+    system = build_system(scenario_patient(sc))
     x0 = None
     if sc.start == "steady" and sc.prescription is not None:
         x0 = steady_state(system, np.array([average_dose_rate(sc.prescription).value / 24.0, 0.0]))
@@ -297,7 +305,7 @@ def _apply_lumbar(times: Array, rates: Array, boluses: list[tuple[float, float]]
 
 def _screening_only(sc: Scenario, progress: Progress | None) -> SimResult:
     assert sc.screening is not None
-    system = build_system(patient(sc.patient_name, tip_level=sc.tip_level))
+    system = build_system(scenario_patient(sc))
     lib = load_library()
     d = catalog().definitions
     t0 = sc.screening.start_day * 24.0

@@ -13,6 +13,8 @@ Schema (docs/physiology.md, "Scenarios")::
     name = "adult_sci"                # a named patient (itb patient list)
     tip_level = "T10"                 # optional; else [catheter].tip_level or the patient's
     start = "naive"                   # or "steady": at steady state on the first program
+    draw_seed = 7                     # optional: one patient drawn from the population around
+                                      # the named patient (log-normal spread), with this seed
 
     [pump]                            # optional: without it only the screening trial runs
     profile = "itb-40"
@@ -128,6 +130,7 @@ class Scenario:
     screening: Screening | None
     events: tuple[Event, ...]
     plot_window: tuple[float, float] | None = None
+    draw_seed: int | None = None
 
 
 def _table(doc: Mapping[str, Any], key: str, required: bool) -> Mapping[str, Any] | None:
@@ -225,7 +228,11 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
         raise InvalidInput("seed", seed, "a whole number 0 or more")
 
     pt = _table(doc, "patient", False) or {}
-    _only(pt, {"name", "tip_level", "start"}, "patient.")
+    _only(pt, {"name", "tip_level", "start", "draw_seed"}, "patient.")
+    draw_seed = pt.get("draw_seed")
+    if draw_seed is not None and (isinstance(draw_seed, bool) or not isinstance(draw_seed, int)
+                                  or draw_seed < 0):
+        raise InvalidInput("patient.draw_seed", draw_seed, "a whole number 0 or more")
     start = pt.get("start", "naive")
     if start not in ("naive", "steady"):
         raise InvalidInput("patient.start", start,
@@ -302,4 +309,4 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
         raise InvalidInput("patient.start", start, "'naive' for a screening trial without a pump")
     return Scenario(name.strip(), description, days, step, seed, patient_name,
                     tip if isinstance(tip, str) else None, start, cath, length, pump, rx, screening, events,
-                    plot_window)
+                    plot_window, draw_seed)

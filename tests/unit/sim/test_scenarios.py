@@ -239,3 +239,14 @@ def test_battery_end_of_service_stops_the_pump_then_withdrawal() -> None:
     assert mean_rate(r, "dose_at_tip_mcg_per_h", 20.1 * 24, 25 * 24) == 0.0
     s = r.summary()
     assert 0 < s["withdrawal_early_at_day"] - kinds["end_of_service"] <= 1.0
+
+
+def test_a_drawn_patient_differs_from_the_typical_and_is_reproducible(tmp_path: Path) -> None:
+    text = (ROOT / "scenarios" / "missed_refill.toml").read_text()
+    typical = run_scenario(parse_scenario(tomllib.loads(text)))
+    drawn_text = text.replace('name = "adult_sci"', 'name = "adult_sci"\ndraw_seed = 11')
+    a = run_scenario(parse_scenario(tomllib.loads(drawn_text)))
+    b = run_scenario(parse_scenario(tomllib.loads(drawn_text)))
+    assert np.array_equal(a.series["mas"], b.series["mas"])
+    assert not np.allclose(a.series["mas"], typical.series["mas"])
+    np.testing.assert_array_equal(a.series["dose_at_tip_mcg_per_h"], typical.series["dose_at_tip_mcg_per_h"])
