@@ -16,7 +16,7 @@ Schema (docs/physiology.md, "Scenarios")::
     draw_seed = 7                     # optional: one patient drawn from the population around
                                       # the named patient (log-normal spread), with this seed
 
-    [pump]                            # optional: without it only the screening trial runs
+    [pump]                            # a pump scenario, or else a [screening] table
     profile = "itb-40"
     concentration = "2000 mcg/mL"
     volume = "40 mL"
@@ -32,7 +32,7 @@ Schema (docs/physiology.md, "Scenarios")::
     mode = "continuous"
     dose = "400 mcg/day"
 
-    [screening]                       # optional: the 50/75/100 mcg protocol by lumbar puncture
+    [screening]                       # instead of [pump]: the 50/75/100 mcg protocol by lumbar puncture
     start_day = 0
     observe_hours = 8
 
@@ -284,7 +284,11 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
         screening = Screening(_num(sc_doc, "start_day", "screening.start_day", 0.0, days, 0.0),
                               _num(sc_doc, "observe_hours", "screening.observe_hours", 4.0, 8.0, 8.0))
     if pump is None and screening is None:
-        raise InvalidInput("pump", None, "a [pump] table, a [screening] table, or both")
+        raise InvalidInput("pump", None, "a [pump] table or a [screening] table")
+    if pump is not None and screening is not None:
+        raise InvalidInput("screening", "with a [pump] table",
+                           "a screening trial runs without a pump; in a pump scenario give "
+                           "lumbar_bolus events instead")
 
     raw = doc.get("events", [])
     if not isinstance(raw, list):

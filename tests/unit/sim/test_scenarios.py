@@ -196,6 +196,9 @@ dose = "400 mcg/day"
     ('[catheter]\ntip_level = "T13"\n', "catheter.tip_level"),
     ('[catheter]\nlength_cm = 5000\n', "catheter.length_cm"),
     ('plot_days = [5, 2]\n', "plot_days"),
+    ('[screening]\nstart_day = 0\n', "screening"),
+    ('[[events]]\nday = 1\nkind = "lumbar_bolus"\ndose = "5000 mcg"\n', "events[0].dose"),
+    ('[patient]\ndraw_seed = -1\n', "patient.draw_seed"),
 ])
 def test_bad_scenarios_are_refused_naming_the_field(extra: str, field: str, tmp_path: Path) -> None:
     # top-level keys must come before the tables
