@@ -46,6 +46,9 @@ def _clean(v: Any) -> Any:
     return v
 
 
+LONG_DAYS = 40.0
+
+
 def write_csv(result: SimResult, path: Path) -> None:
     cols = result.table()
     keys = list(cols)
@@ -71,24 +74,50 @@ def plot(result: SimResult, path: Path) -> None:
     rows = 5 if has_pump else 4
     fig, axes = plt.subplots(rows, 1, sharex=True, figsize=(11, 2.1 * rows + 1.2))
     lo, hi = result.scenario.plot_window or (float(days[0]), float(days[-1]))
+    daily = hi - lo > LONG_DAYS  # long runs: daily means and daily min-max bands
+
+    def line(ax: Any, key: str, color: str, label: str | None = None) -> None:
+        if not daily:
+            ax.plot(days, s[key], color=color, label=label)
+            return
+        import numpy as np
+
+        day_index = np.floor(days).astype(int)
+        first = int(day_index[0])
+        n = int(day_index[-1]) - first + 1
+        idx = day_index - first
+        lo_v = np.full(n, np.inf)
+        hi_v = np.full(n, -np.inf)
+        np.minimum.at(lo_v, idx, s[key])
+        np.maximum.at(hi_v, idx, s[key])
+        mean = np.bincount(idx, s[key], n) / np.maximum(np.bincount(idx, None, n), 1)
+        centre = first + np.arange(n) + 0.5
+        ok = np.isfinite(lo_v)
+        ax.fill_between(centre[ok], lo_v[ok], hi_v[ok], color=color, alpha=0.25, lw=0)
+        ax.plot(centre[ok], mean[ok], color=color,
+                label=None if label is None else f"{label} (daily mean, range)")
+
     ax = axes[0]
-    edges, tip = _binned_rate(result, "dose_at_tip_mcg_per_h", lo, hi)
-    ax.stairs(tip * 24, edges, color="tab:blue", label="at the catheter tip", baseline=None)
+    edges, tip = _binned_rate(result, "dose_at_tip_mcg_per_h", lo, hi, daily)
+    mean_of = " (daily mean)" if daily else ""
+    ax.stairs(tip * 24, edges, color="tab:blue", label=f"at the catheter tip{mean_of}",
+              baseline=None)
     if s["tissue_mcg_per_h"].any():
-        edges, tissue = _binned_rate(result, "tissue_mcg_per_h", lo, hi)
-        ax.stairs(tissue * 24, edges, color="tab:brown", label="to tissue / pocket", baseline=None)
+        edges, tissue = _binned_rate(result, "tissue_mcg_per_h", lo, hi, daily)
+        ax.stairs(tissue * 24, edges, color="tab:brown", label=f"to tissue / pocket{mean_of}",
+                  baseline=None)
         ax.set_yscale("symlog", linthresh=1000)
     ax.set_ylabel("dose rate\nmcg/day")
     ax.legend(loc="upper right", fontsize=8)
     ax = axes[1]
-    ax.plot(days, s["csf_lumbar_ng_per_ml"], color="tab:purple", label="lumbar CSF")
-    ax.plot(days, s["csf_cisternal_ng_per_ml"], color="tab:pink", label="cisternal CSF")
+    line(ax, "csf_lumbar_ng_per_ml", "tab:purple", "lumbar CSF")
+    line(ax, "csf_cisternal_ng_per_ml", "tab:pink", "cisternal CSF")
     if s["plasma_ng_per_ml"].max() > 1:
-        ax.plot(days, s["plasma_ng_per_ml"], color="tab:brown", label="plasma")
+        line(ax, "plasma_ng_per_ml", "tab:brown", "plasma")
     ax.set_ylabel("baclofen\nng/mL")
     ax.legend(loc="upper right", fontsize=8)
     ax = axes[2]
-    ax.plot(days, s["mas"], color="tab:green")
+    line(ax, "mas", "tab:green")
     base = float(s["mas"][0]) if result.scenario.start == "naive" else None
     if base is not None:
         ax.axhline(base, color="grey", ls=":", lw=0.8, label="baseline")
@@ -96,8 +125,8 @@ def plot(result: SimResult, path: Path) -> None:
     ax.set_ylim(-0.1, 4.1)
     ax.set_ylabel("spasticity\nMAS (0-4)")
     ax = axes[3]
-    ax.plot(days, s["withdrawal"], color="tab:orange", label="withdrawal")
-    ax.plot(days, s["overdose"], color="tab:red", label="overdose")
+    line(ax, "withdrawal", "tab:orange", "withdrawal")
+    line(ax, "overdose", "tab:red", "overdose")
     ax.axhline(d.withdrawal_early, color="tab:orange", ls=":", lw=0.7)
     ax.axhline(d.withdrawal_severe, color="tab:orange", ls="--", lw=0.7)
     ax.axhline(d.overdose_respiratory, color="tab:red", ls="--", lw=0.7)
@@ -144,9 +173,11 @@ def plot(result: SimResult, path: Path) -> None:
 
 
 
-def _binned_rate(result: SimResult, key: str, lo: float, hi: float) -> tuple[Any, Any]:
+def _binned_rate(result: SimResult, key: str, lo: float, hi: float,
+                 daily: bool = False) -> tuple[Any, Any]:
     """Mean rate per display bin (mcg/h): the pump delivers whole strokes, so the per-interval
-    rate flickers between neighbouring stroke counts; a plot shows the mean over a bin."""
+    rate flickers between neighbouring stroke counts; a plot shows the mean over a bin (a whole
+    day for long runs)."""
     import numpy as np
 
     t = result.times_h
@@ -155,6 +186,8 @@ def _binned_rate(result: SimResult, key: str, lo: float, hi: float) -> tuple[Any
     inside = int(np.sum((t >= lo * 24) & (t <= hi * 24)))
     nbins = max(1, min(300, inside - 1))
     edges_h = np.linspace(lo * 24, hi * 24, nbins + 1)
+    if daily:
+        edges_h = np.arange(np.floor(lo), np.ceil(hi) + 0.5) * 24.0
     mass = np.interp(edges_h, t, cum)
     return edges_h / 24.0, np.diff(mass) / np.diff(edges_h)
 
