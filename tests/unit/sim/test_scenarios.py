@@ -253,3 +253,14 @@ def test_a_drawn_patient_differs_from_the_typical_and_is_reproducible(tmp_path: 
     assert np.array_equal(a.series["mas"], b.series["mas"])
     assert not np.allclose(a.series["mas"], typical.series["mas"])
     np.testing.assert_array_equal(a.series["dose_at_tip_mcg_per_h"], typical.series["dose_at_tip_mcg_per_h"])
+
+
+def test_occlusion_silent_discrepancy_withdrawal_then_recovery_after_repair() -> None:
+    r = run("catheter_occlusion")
+    s = r.summary()
+    assert r.alarms == []
+    assert mean_rate(r, "dose_at_tip_mcg_per_h", 5.01 * 24, 6.99 * 24) == 0.0
+    i = int(np.searchsorted(r.times_h, 7 * 24))
+    assert r.series["reservoir_ml"][i] - r.series["reservoir_estimate_ml"][i] == pytest.approx(0.4, abs=0.01)
+    assert 0 < s["withdrawal_early_at_day"] - 5 <= 1.0
+    assert r.series["withdrawal"][-1] < D.withdrawal_early  # recovered after the repair
