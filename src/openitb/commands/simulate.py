@@ -76,10 +76,9 @@ def plot(result: SimResult, path: Path) -> None:
     lo, hi = result.scenario.plot_window or (float(days[0]), float(days[-1]))
     daily = hi - lo > LONG_DAYS  # long runs: daily means and daily min-max bands
 
-    def line(ax: Any, key: str, color: str, label: str | None = None) -> None:
-        if not daily:
-            ax.plot(days, s[key], color=color, label=label)
-            return
+    bands = result.cohort["bands"] if result.cohort is not None else {}
+
+    def per_day(y: Any) -> tuple[Any, Any, Any, Any]:
         import numpy as np
 
         day_index = np.floor(days).astype(int)
@@ -88,14 +87,28 @@ def plot(result: SimResult, path: Path) -> None:
         idx = day_index - first
         lo_v = np.full(n, np.inf)
         hi_v = np.full(n, -np.inf)
-        np.minimum.at(lo_v, idx, s[key])
-        np.maximum.at(hi_v, idx, s[key])
-        mean = np.bincount(idx, s[key], n) / np.maximum(np.bincount(idx, None, n), 1)
-        centre = first + np.arange(n) + 0.5
+        np.minimum.at(lo_v, idx, y)
+        np.maximum.at(hi_v, idx, y)
+        mean = np.bincount(idx, y, n) / np.maximum(np.bincount(idx, None, n), 1)
         ok = np.isfinite(lo_v)
-        ax.fill_between(centre[ok], lo_v[ok], hi_v[ok], color=color, alpha=0.25, lw=0)
-        ax.plot(centre[ok], mean[ok], color=color,
-                label=None if label is None else f"{label} (daily mean, range)")
+        centre = first + np.arange(n) + 0.5
+        return centre[ok], lo_v[ok], hi_v[ok], mean[ok]
+
+    def line(ax: Any, key: str, color: str, label: str | None = None) -> None:
+        band = bands.get(key)
+        if not daily:
+            if band is not None:
+                ax.fill_between(days, band[0], band[1], color=color, alpha=0.2, lw=0)
+            text = label if label is None or band is None else f"{label} (median, 5-95 %)"
+            ax.plot(days, s[key], color=color, label=text)
+            return
+        centre, lo_v, hi_v, mean = per_day(s[key])
+        if band is not None:
+            lo_v = per_day(band[0])[1]
+            hi_v = per_day(band[1])[2]
+        ax.fill_between(centre, lo_v, hi_v, color=color, alpha=0.25, lw=0)
+        what = "median; daily mean, 5-95 % range" if band is not None else "daily mean, range"
+        ax.plot(centre, mean, color=color, label=None if label is None else f"{label} ({what})")
 
     ax = axes[0]
     edges, tip = _binned_rate(result, "dose_at_tip_mcg_per_h", lo, hi, daily)
@@ -137,6 +150,9 @@ def plot(result: SimResult, path: Path) -> None:
         ax = axes[4]
         ax.plot(days, s["reservoir_ml"], color="tab:blue", label="reservoir (true)")
         ax.plot(days, s["reservoir_estimate_ml"], "--", color="tab:cyan", label="pump estimate")
+        seen = (days >= lo) & (days <= hi)
+        top_ml = max(float(s["reservoir_ml"][seen].max()), float(s["reservoir_estimate_ml"][seen].max()))
+        ax.set_ylim(-0.03 * top_ml - 0.05, top_ml * 1.08 + 0.05)
         ax.set_ylabel("reservoir\nmL")
         ax.legend(loc="upper right", fontsize=8)
     axes[-1].set_xlabel("day")
@@ -160,7 +176,10 @@ def plot(result: SimResult, path: Path) -> None:
                           color="red" if al["critical"] else "darkorange")
     for a in axes:
         a.grid(alpha=0.3)
-    fig.suptitle(f"{result.scenario.name} ({result.scenario.patient_name})", fontsize=11)
+    who = result.scenario.patient_name
+    if result.cohort is not None:
+        who = f"{result.cohort['patients']} patients around {who}"
+    fig.suptitle(f"{result.scenario.name} ({who})", fontsize=11)
     if result.screening is not None and "reason" in result.screening:
         axes[2].text(0.99, 0.04, result.screening["reason"], transform=axes[2].transAxes,
                      ha="right", va="bottom", fontsize=8, wrap=True,

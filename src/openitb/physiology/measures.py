@@ -65,6 +65,36 @@ def series(system: System, times: Array, rates: Array, keys: tuple[str, ...],
     return out
 
 
+def cohort_series(system: System, times: Array, rates: Array, keys: tuple[str, ...],
+                  x0: Array | None = None, quantiles: tuple[float, ...] = (0.05, 0.5, 0.95),
+                  chunk: int = 128) -> tuple[dict[str, Array], dict[str, Array]]:
+    """For many patients: the ``quantiles`` of each read-out across patients at every time point
+    ((len(quantiles), m+1) per key) and each patient's maximum over time ((n,) per key), without
+    keeping every patient's trajectory."""
+    n, m1 = len(system), len(times)
+    bands = {k: np.empty((len(quantiles), m1)) for k in keys}
+    peaks = {k: np.full(n, -np.inf) for k in keys}
+    buf = np.empty((n, min(chunk, m1), N_STATES))
+    start = fill = 0
+
+    def flush() -> None:
+        ro = readouts(system, buf[:, :fill])
+        for k in keys:
+            bands[k][:, start:start + fill] = np.quantile(ro[k], quantiles, axis=0)
+            np.maximum(peaks[k], ro[k].max(axis=1), out=peaks[k])
+
+    for x in ExactSolver(system).iterate(times, rates, x0):
+        buf[:, fill] = x
+        fill += 1
+        if fill == buf.shape[1]:
+            flush()
+            start += fill
+            fill = 0
+    if fill:
+        flush()
+    return bands, peaks
+
+
 def first_crossing(t: Array, y: Array, level: Array) -> Array:
     """First time each row of ``y`` reaches ``level`` (linear interpolation); NaN if never."""
     above = y >= level[:, None]

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from openitb.drugs import load_library
 from openitb.errors import InvalidInput
-from openitb.physiology.measures import BOLUS_INJECTION_H, series
+from openitb.physiology.measures import BOLUS_INJECTION_H, cohort_series, series
 from openitb.physiology.model import (
     INTRATHECAL,
     N_INPUTS,
@@ -56,6 +56,7 @@ class SimResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     alarms: list[dict[str, Any]] = field(default_factory=list)
     screening: dict[str, Any] | None = None
+    cohort: dict[str, Any] | None = None  # many patients: 5-95 % bands and stage fractions
 
     @property
     def days(self) -> Array:
@@ -93,6 +94,10 @@ class SimResult:
         }
         if self.screening is not None:
             out["screening"] = self.screening
+        if self.cohort is not None:
+            out["cohort"] = {"patients": self.cohort["patients"],
+                             "fraction_reaching": self.cohort["fractions"],
+                             "note": "series and the figures above are the median patient"}
         return out
 
     def table(self) -> dict[str, list[float]]:
@@ -111,9 +116,9 @@ def _at(hours: float) -> datetime:
 
 def scenario_patient(sc: Scenario) -> Patients:
     """The named patient, or one drawn from the population around it (``draw_seed``)."""
-    if sc.draw_seed is None:
+    if sc.draw_seed is None and sc.count == 1:
         return patient(sc.patient_name, tip_level=sc.tip_level)
-    return population(1, np.random.default_rng(sc.draw_seed), sc.patient_name,
+    return population(sc.count, np.random.default_rng(sc.draw_seed or 0), sc.patient_name,
                       tip_level=sc.tip_level)
 
 
@@ -253,10 +258,27 @@ def run_scenario(sc: Scenario, progress: Progress | None = None) -> SimResult:
     x0 = None
     if sc.start == "steady" and sc.prescription is not None:
         x0 = steady_state(system, np.array([average_dose_rate(sc.prescription).value / 24.0, 0.0]))
-    out = series(system, times, rates, READOUTS, x0=x0)
+    cohort: dict[str, Any] | None = None
+    if sc.count > 1:
+        bands, peaks = cohort_series(system, times, rates, READOUTS, x0=x0)
+        result_series = {k: v[1] for k, v in bands.items()}  # the median at every time
+        d = catalog().definitions
+        cohort = {
+            "patients": sc.count,
+            "bands": {k: (v[0], v[2]) for k, v in bands.items()},
+            "fractions": {
+                "withdrawal_early": float(np.mean(peaks["withdrawal"] >= d.withdrawal_early)),
+                "withdrawal_severe": float(np.mean(peaks["withdrawal"] >= d.withdrawal_severe)),
+                "overdose_drowsiness": float(np.mean(peaks["overdose"] >= d.overdose_drowsiness)),
+                "overdose_respiratory": float(np.mean(peaks["overdose"] >= d.overdose_respiratory)),
+                "overdose_coma": float(np.mean(peaks["overdose"] >= d.overdose_coma)),
+            },
+        }
+    else:
+        out = series(system, times, rates, READOUTS, x0=x0)
+        result_series = {k: v[0] for k, v in out.items()}
     if progress is not None:
         progress(1.0)
-    result_series = {k: v[0] for k, v in out.items()}
     tip = np.append(rates[:, INTRATHECAL], rates[-1, INTRATHECAL] if m else 0.0)
     tissue = np.append(rates[:, SUBCUTANEOUS], rates[-1, SUBCUTANEOUS] if m else 0.0)
     result_series["dose_at_tip_mcg_per_h"] = tip
@@ -268,7 +290,7 @@ def run_scenario(sc: Scenario, progress: Progress | None = None) -> SimResult:
                "cleared_day": (round((datetime.fromisoformat(a.cleared_at) - START).total_seconds()
                                      / 86400, 4) if a.cleared_at else None)}
               for a in pump.alarms.history]
-    return SimResult(sc, times, result_series, log, alarms)
+    return SimResult(sc, times, result_series, log, alarms, cohort=cohort)
 
 
 def _pocket_fill(pump: PumpController, e: Event) -> float:

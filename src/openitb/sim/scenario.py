@@ -15,6 +15,9 @@ Schema (docs/physiology.md, "Scenarios")::
     start = "naive"                   # or "steady": at steady state on the first program
     draw_seed = 7                     # optional: one patient drawn from the population around
                                       # the named patient (log-normal spread), with this seed
+    count = 1                         # or up to 5000 patients drawn so (a cohort: the output
+                                      # gives the median and 5-95 % band, and the fractions
+                                      # reaching each adverse stage)
 
     [pump]                            # a pump scenario, or else a [screening] table
     profile = "itb-40"
@@ -131,6 +134,7 @@ class Scenario:
     events: tuple[Event, ...]
     plot_window: tuple[float, float] | None = None
     draw_seed: int | None = None
+    count: int = 1
 
 
 def _table(doc: Mapping[str, Any], key: str, required: bool) -> Mapping[str, Any] | None:
@@ -228,7 +232,10 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
         raise InvalidInput("seed", seed, "a whole number 0 or more")
 
     pt = _table(doc, "patient", False) or {}
-    _only(pt, {"name", "tip_level", "start", "draw_seed"}, "patient.")
+    _only(pt, {"name", "tip_level", "start", "draw_seed", "count"}, "patient.")
+    count = pt.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 5000:
+        raise InvalidInput("patient.count", count, "a whole number of patients from 1 to 5000")
     draw_seed = pt.get("draw_seed")
     if draw_seed is not None and (isinstance(draw_seed, bool) or not isinstance(draw_seed, int)
                                   or draw_seed < 0):
@@ -309,8 +316,10 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
         if not ok:
             raise InvalidInput("plot_days", window, f"[first, last] days with 0 <= first < last <= {days:g}")
         plot_window = (float(window[0]), float(window[1]))
+    if count > 1 and pump is None:
+        raise InvalidInput("patient.count", count, "1 for a screening trial")
     if start == "steady" and pump is None:
         raise InvalidInput("patient.start", start, "'naive' for a screening trial without a pump")
     return Scenario(name.strip(), description, days, step, seed, patient_name,
                     tip if isinstance(tip, str) else None, start, cath, length, pump, rx, screening, events,
-                    plot_window, draw_seed)
+                    plot_window, draw_seed, count)

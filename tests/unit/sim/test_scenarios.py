@@ -264,3 +264,25 @@ def test_occlusion_silent_discrepancy_withdrawal_then_recovery_after_repair() ->
     assert r.series["reservoir_ml"][i] - r.series["reservoir_estimate_ml"][i] == pytest.approx(0.4, abs=0.01)
     assert 0 < s["withdrawal_early_at_day"] - 5 <= 1.0
     assert r.series["withdrawal"][-1] < D.withdrawal_early  # recovered after the repair
+
+
+def test_a_cohort_reports_bands_and_fractions_reaching_each_stage() -> None:
+    r = run("missed_refill_cohort")
+    assert r.cohort is not None and r.cohort["patients"] == 1000
+    f = r.cohort["fractions"]
+    assert f["withdrawal_early"] > 0.95  # everyone dependent on 400 mcg/day goes into withdrawal
+    assert f["overdose_respiratory"] == 0.0
+    lo, hi = r.cohort["bands"]["mas"]
+    assert np.all(lo <= r.series["mas"] + 1e-12) and np.all(r.series["mas"] <= hi + 1e-12)
+    assert np.max(hi - lo) > 0.5  # the population spread shows
+    s = r.summary()
+    assert s["cohort"]["fraction_reaching"] == f
+    # the pump side is the same as for one patient
+    assert r.alarms == run("missed_refill").alarms
+
+
+def test_count_is_validated(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text(BASE + "[patient]\ncount = 0\n")
+    r = runner.invoke(app, ["simulate", str(f)])
+    assert r.exit_code == 2 and r.stderr.startswith("error: patient.count")
