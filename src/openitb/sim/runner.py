@@ -304,8 +304,9 @@ def _pocket_fill(pump: PumpController, e: Event) -> float:
     r = pump.handle(cmd.Refill(vol, conc))
     if not r.ok:
         return 0.0
-    if conc.value != pump.program_conc and pump.prescription is not None:
-        pump.handle(cmd.Program(pump.prescription, conc))
+    rx = e.params.get("prescription") or pump.prescription
+    if rx is not None and ("prescription" in e.params or conc.value != pump.program_conc):
+        pump.handle(cmd.Program(rx, conc))
     pump.reservoir_true_nl = round(vol.value * (1.0 - frac) * 1_000_000)
     return float(vol.value * frac * conc.value)
 
