@@ -67,6 +67,8 @@ def test_missed_refill_pump_runs_dry_then_withdrawal_within_24_h() -> None:
     assert empty == [100.0]
     assert [a["day"] for a in r.alarms if a["kind"] == "low_reservoir"] == [90.0]
     s = r.summary()
+    # mass balance: the patient received exactly what the pump delivered (20 mL x 2000 mcg/mL)
+    assert s["delivered_to_csf_mcg"] == pytest.approx(40_000, rel=1e-9)
     assert float(np.max(r.series["withdrawal"][r.times_h < 100 * 24])) < D.withdrawal_early
     assert 0 < s["withdrawal_early_at_day"] - 100 <= 1.0
     assert 1.0 <= s["withdrawal_severe_at_day"] - 100 <= 3.0
