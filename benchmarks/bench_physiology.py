@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from openitb.physiology.model import build_system
+from openitb.physiology.model import N_STATES, build_system
 from openitb.physiology.params import population
 from openitb.physiology.solver import ExactSolver, solve_reference
 
@@ -35,8 +35,8 @@ def main() -> int:
     t0 = time.perf_counter()
     system = build_system(patients)
     solver = ExactSolver(system)
-    hi = np.full((PATIENTS, 8), -np.inf)
-    lo = np.full((PATIENTS, 8), np.inf)
+    hi = np.full((PATIENTS, N_STATES), -np.inf)
+    lo = np.full((PATIENTS, N_STATES), np.inf)
     for x in solver.iterate(times, rates):
         np.maximum(hi, x, out=hi)
         np.minimum(lo, x, out=lo)

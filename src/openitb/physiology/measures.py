@@ -27,6 +27,7 @@ import numpy.typing as npt
 from openitb.physiology.model import (
     INTRATHECAL,
     N_INPUTS,
+    N_STATES,
     System,
     build_system,
     readouts,
@@ -45,7 +46,7 @@ def series(system: System, times: Array, rates: Array, keys: tuple[str, ...],
     """Read-outs ``keys`` at every time point, (n, m+1) each, without keeping all states."""
     n, m1 = len(system), len(times)
     out = {k: np.empty((n, m1)) for k in keys}
-    buf = np.empty((n, min(chunk, m1), 8))
+    buf = np.empty((n, min(chunk, m1), N_STATES))
     start = 0
     fill = 0
     for x in ExactSolver(system).iterate(times, rates, x0):
@@ -62,6 +63,36 @@ def series(system: System, times: Array, rates: Array, keys: tuple[str, ...],
         for k in keys:
             out[k][:, start:start + fill] = ro[k]
     return out
+
+
+def cohort_series(system: System, times: Array, rates: Array, keys: tuple[str, ...],
+                  x0: Array | None = None, quantiles: tuple[float, ...] = (0.05, 0.5, 0.95),
+                  chunk: int = 128) -> tuple[dict[str, Array], dict[str, Array]]:
+    """For many patients: the ``quantiles`` of each read-out across patients at every time point
+    ((len(quantiles), m+1) per key) and each patient's maximum over time ((n,) per key), without
+    keeping every patient's trajectory."""
+    n, m1 = len(system), len(times)
+    bands = {k: np.empty((len(quantiles), m1)) for k in keys}
+    peaks = {k: np.full(n, -np.inf) for k in keys}
+    buf = np.empty((n, min(chunk, m1), N_STATES))
+    start = fill = 0
+
+    def flush() -> None:
+        ro = readouts(system, buf[:, :fill])
+        for k in keys:
+            bands[k][:, start:start + fill] = np.quantile(ro[k], quantiles, axis=0)
+            np.maximum(peaks[k], ro[k].max(axis=1), out=peaks[k])
+
+    for x in ExactSolver(system).iterate(times, rates, x0):
+        buf[:, fill] = x
+        fill += 1
+        if fill == buf.shape[1]:
+            flush()
+            start += fill
+            fill = 0
+    if fill:
+        flush()
+    return bands, peaks
 
 
 def first_crossing(t: Array, y: Array, level: Array) -> Array:

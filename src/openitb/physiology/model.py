@@ -7,12 +7,13 @@ States (per patient), all driven linearly by two inputs (mcg/h):
 ====  ===================  =====  =====================================================
  0    ``a_csf``            mcg    drug in the CSF region around the catheter tip
  1    ``a_tissue``         mcg    drug in the slow peripheral compartment (spinal tissue)
- 2    ``ce``               ng/mL  effect-compartment concentration (tip units)
- 3    ``adapted``          ng/mL  the exposure the body has adapted to (slow follower of ce)
- 4    ``deficit``          ng/mL  lagged exposure deficit (adapted - ce), drives withdrawal
- 5    ``a_depot``          mcg    drug in the pump pocket / subcutaneous tissue
- 6    ``a_plasma``         mcg    drug in the systemic circulation
- 7    ``ce_plasma``        ng/mL  brain effect compartment of systemic drug
+ 2    ``ce_transit``       ng/mL  first of two effect compartments in series (delay)
+ 3    ``ce``               ng/mL  effect-site concentration (tip units)
+ 4    ``adapted``          ng/mL  the exposure the body has adapted to (slow follower of ce)
+ 5    ``deficit``          ng/mL  lagged exposure deficit (adapted - ce), drives withdrawal
+ 6    ``a_depot``          mcg    drug in the pump pocket / subcutaneous tissue
+ 7    ``a_plasma``         mcg    drug in the systemic circulation
+ 8    ``ce_plasma``        ng/mL  brain effect compartment of systemic drug
 ====  ===================  =====  =====================================================
 
 Inputs: 0 = intrathecal dose rate at the catheter tip, 1 = dose rate into the pocket/tissue.
@@ -35,16 +36,19 @@ from openitb.physiology.spine import gradient_factor
 
 Array = npt.NDArray[np.float64]
 
-N_STATES = 8
+STATES = ("a_csf", "a_tissue", "ce_transit", "ce", "adapted", "deficit", "a_depot", "a_plasma",
+          "ce_plasma")
+N_STATES = len(STATES)
 N_INPUTS = 2
-STATES = ("a_csf", "a_tissue", "ce", "adapted", "deficit", "a_depot", "a_plasma", "ce_plasma")
+CSF, TISSUE, TRANSIT, CE, ADAPTED, DEFICIT, DEPOT, PLASMA, CE_PLASMA = range(N_STATES)
+SIGNED = (DEFICIT,)  # the only state that may be negative
 INTRATHECAL, SUBCUTANEOUS = 0, 1
 LN2 = math.log(2.0)
 
 
 @dataclass(frozen=True)
 class System:
-    """dx/dt = A x + B u for n patients: A (n, 8, 8), B (n, 8, 2); time in hours."""
+    """dx/dt = A x + B u for n patients: A (n, 9, 9), B (n, 9, 2); time in hours."""
 
     a: Array
     b: Array
@@ -65,25 +69,27 @@ def build_system(patients: Patients) -> System:
     vs, cls_ = p("plasma_volume_l"), p("plasma_clearance_l_per_h")
     kes = p("plasma_ke0_per_h")
     a = np.zeros((n, N_STATES, N_STATES))
-    a[:, 0, 0] = -(cl + q) / vc
-    a[:, 0, 1] = q / vt
-    a[:, 1, 0] = q / vc
-    a[:, 1, 1] = -q / vt
-    a[:, 2, 0] = ke0 * 1000.0 / vc  # mcg in vc mL -> ng/mL
-    a[:, 2, 2] = -ke0
-    a[:, 3, 2] = kad
-    a[:, 3, 3] = -kad
-    a[:, 4, 3] = kw
-    a[:, 4, 2] = -kw
-    a[:, 4, 4] = -kw
-    a[:, 5, 5] = -ka
-    a[:, 6, 5] = ka
-    a[:, 6, 6] = -cls_ / vs
-    a[:, 7, 6] = kes / vs  # mcg in L -> ng/mL
-    a[:, 7, 7] = -kes
+    a[:, CSF, CSF] = -(cl + q) / vc
+    a[:, CSF, TISSUE] = q / vt
+    a[:, TISSUE, CSF] = q / vc
+    a[:, TISSUE, TISSUE] = -q / vt
+    a[:, TRANSIT, CSF] = ke0 * 1000.0 / vc  # mcg in vc mL -> ng/mL
+    a[:, TRANSIT, TRANSIT] = -ke0
+    a[:, CE, TRANSIT] = ke0
+    a[:, CE, CE] = -ke0
+    a[:, ADAPTED, CE] = kad
+    a[:, ADAPTED, ADAPTED] = -kad
+    a[:, DEFICIT, ADAPTED] = kw
+    a[:, DEFICIT, CE] = -kw
+    a[:, DEFICIT, DEFICIT] = -kw
+    a[:, DEPOT, DEPOT] = -ka
+    a[:, PLASMA, DEPOT] = ka
+    a[:, PLASMA, PLASMA] = -cls_ / vs
+    a[:, CE_PLASMA, PLASMA] = kes / vs  # mcg in L -> ng/mL
+    a[:, CE_PLASMA, CE_PLASMA] = -kes
     b = np.zeros((n, N_STATES, N_INPUTS))
-    b[:, 0, INTRATHECAL] = 1.0
-    b[:, 5, SUBCUTANEOUS] = 1.0
+    b[:, CSF, INTRATHECAL] = 1.0
+    b[:, DEPOT, SUBCUTANEOUS] = 1.0
     return System(a, b, patients)
 
 
@@ -104,7 +110,7 @@ READOUTS = (
 
 
 def readouts(system: System, x: Array) -> dict[str, Array]:
-    """Nonlinear read-outs of states ``x`` shaped (n, ..., 8) (the patient axis first).
+    """Nonlinear read-outs of states ``x`` shaped (n, ..., 9) (the patient axis first).
 
     Returns arrays shaped like ``x[..., 0]``: CSF concentrations at the tip, at the lumbar
     puncture level and at the cisterna; the effect-site concentration at the target level; plasma;
@@ -122,8 +128,8 @@ def readouts(system: System, x: Array) -> dict[str, Array]:
     g_lumbar = gradient_factor(tip, col(pts.lumbar_cm), g)
     g_cis = gradient_factor(tip, col(pts.cisterna_cm), g)
     g_target = gradient_factor(tip, col(pts.target_cm), g)
-    csf_tip = x[..., 0] / col(p("csf_volume_ml")) * 1000.0
-    ce = x[..., 2]
+    csf_tip = x[..., CSF] / col(p("csf_volume_ml")) * 1000.0
+    ce = x[..., CE]
     ce_target = ce * g_target
     drop = col(p("emax_mas")) * _hill(ce_target, col(p("ec50_ng_per_ml")), col(p("hill")))
     withdrawal, overdose = _severities(x, col, p, g_cis)
@@ -133,7 +139,7 @@ def readouts(system: System, x: Array) -> dict[str, Array]:
         "csf_lumbar_ng_per_ml": csf_tip * g_lumbar,
         "csf_cisternal_ng_per_ml": csf_tip * g_cis,
         "ce_target_ng_per_ml": ce_target,
-        "plasma_ng_per_ml": x[..., 6] / col(p("plasma_volume_l")),
+        "plasma_ng_per_ml": x[..., PLASMA] / col(p("plasma_volume_l")),
         "mas_drop": drop,
         "mas": mas,
         "withdrawal": withdrawal,
@@ -144,18 +150,18 @@ def readouts(system: System, x: Array) -> dict[str, Array]:
 def _severities(x: Array, col: Callable[[Array], Array], p: Callable[[str], Array],
                 g_cis: Array) -> tuple[Array, Array]:
     """Withdrawal and overdose severities (0 to 1) of states ``x``."""
-    ce, adapted, deficit = x[..., 2], x[..., 3], x[..., 4]
+    ce, adapted, deficit = x[..., CE], x[..., ADAPTED], x[..., DEFICIT]
     relative_deficit = np.maximum(deficit, 0.0) / np.maximum(
         adapted, col(p("dependence_floor_ng_per_ml")))
     withdrawal = _hill(relative_deficit, col(p("withdrawal_deficit50")), 3.0)
     tolerance = col(p("overdose_ng_per_ml")) + col(p("tolerance_gain")) * np.maximum(adapted, 0.0) * g_cis
     exposure = (np.maximum(ce, 0.0) * g_cis / tolerance
-                + np.maximum(x[..., 7], 0.0) / col(p("plasma_overdose_ng_per_ml")))
+                + np.maximum(x[..., CE_PLASMA], 0.0) / col(p("plasma_overdose_ng_per_ml")))
     return withdrawal, _hill(exposure, 1.0, col(p("overdose_hill")))
 
 
 def severities(system: System, x: Array) -> tuple[Array, Array]:
-    """Only the withdrawal and overdose severities of states ``x`` (n, 8): what a fleet study
+    """Only the withdrawal and overdose severities of states ``x`` (n, states): what a fleet study
     watches at every step, at a fraction of the cost of all the read-outs."""
     pts = system.patients
     g_cis = gradient_factor(pts.tip_cm, pts.cisterna_cm, pts.p("gradient_per_cm"))

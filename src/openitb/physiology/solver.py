@@ -56,7 +56,7 @@ class ExactSolver:
         self._cache: dict[float, tuple[Array, Array]] = {}
 
     def step_matrices(self, dt: float) -> tuple[Array, Array]:
-        """(Phi, Gamma) for an interval of ``dt`` hours: shapes (n, 8, 8) and (n, 8, 2)."""
+        """(Phi, Gamma) for an interval of ``dt`` hours: shapes (n, 9, 9) and (n, 9, 2)."""
         key = round(float(dt), 9)
         hit = self._cache.get(key)
         if hit is not None:
@@ -74,7 +74,7 @@ class ExactSolver:
         return out
 
     def iterate(self, times: Array, rates: Array, x0: Array | None = None) -> Iterator[Array]:
-        """Yield the states (n, 8) at times[0], times[1], ... without storing them."""
+        """Yield the states (n, 9) at times[0], times[1], ... without storing them."""
         t, r = _check_schedule(self.system, times, rates)
         x = _initial(self.system, x0)
         yield x.copy()
@@ -92,7 +92,7 @@ class ExactSolver:
             yield x
 
     def solve(self, times: Array, rates: Array, x0: Array | None = None) -> Array:
-        """States at every time point: (n, m+1, 8)."""
+        """States at every time point: (n, m+1, 9)."""
         t = np.asarray(times, dtype=np.float64)
         out = np.empty((len(self.system), t.size, N_STATES))
         for k, x in enumerate(self.iterate(t, rates, x0)):
@@ -103,7 +103,7 @@ class ExactSolver:
 def solve_reference(system: System, times: Array, rates: Array, x0: Array | None = None, *,
                     rtol: float = 1e-10, atol: float = 1e-10,
                     patients: list[int] | None = None) -> Array:
-    """The same schedule integrated numerically with ``solve_ivp`` (for checking): (k, m+1, 8)
+    """The same schedule integrated numerically with ``solve_ivp`` (for checking): (k, m+1, 9)
     for the ``patients`` asked (all by default)."""
     t, r = _check_schedule(system, times, rates)
     x_all = _initial(system, x0)

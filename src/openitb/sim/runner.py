@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from openitb.drugs import load_library
 from openitb.errors import InvalidInput
-from openitb.physiology.measures import BOLUS_INJECTION_H, series
+from openitb.physiology.measures import BOLUS_INJECTION_H, cohort_series, series
 from openitb.physiology.model import (
     INTRATHECAL,
     N_INPUTS,
@@ -34,7 +34,7 @@ from openitb.physiology.model import (
     build_system,
     steady_state,
 )
-from openitb.physiology.params import catalog, patient
+from openitb.physiology.params import Patients, catalog, patient, population
 from openitb.pump import commands as cmd
 from openitb.pump.controller import PumpController, zero_error_pump
 from openitb.sim.scenario import Event, Scenario
@@ -56,6 +56,7 @@ class SimResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     alarms: list[dict[str, Any]] = field(default_factory=list)
     screening: dict[str, Any] | None = None
+    cohort: dict[str, Any] | None = None  # many patients: 5-95 % bands and stage fractions
 
     @property
     def days(self) -> Array:
@@ -93,6 +94,10 @@ class SimResult:
         }
         if self.screening is not None:
             out["screening"] = self.screening
+        if self.cohort is not None:
+            out["cohort"] = {"patients": self.cohort["patients"],
+                             "fraction_reaching": self.cohort["fractions"],
+                             "note": "series and the figures above are the median patient"}
         return out
 
     def table(self) -> dict[str, list[float]]:
@@ -107,6 +112,14 @@ def _day(h: float | None) -> float | None:
 
 def _at(hours: float) -> datetime:
     return START + timedelta(seconds=round(hours * 3600))
+
+
+def scenario_patient(sc: Scenario) -> Patients:
+    """The named patient, or one drawn from the population around it (``draw_seed``)."""
+    if sc.draw_seed is None and sc.count == 1:
+        return patient(sc.patient_name, tip_level=sc.tip_level)
+    return population(sc.count, np.random.default_rng(sc.draw_seed or 0), sc.patient_name,
+                      tip_level=sc.tip_level)
 
 
 def _pump_for(sc: Scenario) -> PumpController:
@@ -126,7 +139,19 @@ def _pump_for(sc: Scenario) -> PumpController:
         r = pump.handle(c)
         if not r.ok:
             raise InvalidInput("pump", type(c).__name__, r.reason)
+    if sc.pump.battery_days_left is not None:
+        _age_battery(pump, sc.pump.battery_days_left)
     return pump
+
+
+def _age_battery(pump: PumpController, days_left: float) -> None:
+    """An old pump: leave only the charge that the running program uses in ``days_left`` days,
+    so that the controller itself raises ERI and, at the end, end of service. (The pump has no
+    command for this; a manufacture-time battery state would be the clean way.)"""
+    prof = pump.profile
+    per_day = prof.battery_idle_ua * 24 + prof.battery_stroke_uah * pump.daily_strokes()
+    capacity = prof.battery_capacity_mah * 1000
+    pump.battery_used_uah = max(0.0, capacity - per_day * days_left)
 
 
 def _commands(sc: Scenario, pump: PumpController, e: Event) -> list[Any]:
@@ -229,14 +254,31 @@ def run_scenario(sc: Scenario, progress: Progress | None = None) -> SimResult:
     reservoir = np.interp(times, pump_times, reservoir)
     estimate = np.interp(times, pump_times, estimate)
     m = times.size - 1
-    system = build_system(patient(sc.patient_name, tip_level=sc.tip_level))
+    system = build_system(scenario_patient(sc))
     x0 = None
     if sc.start == "steady" and sc.prescription is not None:
         x0 = steady_state(system, np.array([average_dose_rate(sc.prescription).value / 24.0, 0.0]))
-    out = series(system, times, rates, READOUTS, x0=x0)
+    cohort: dict[str, Any] | None = None
+    if sc.count > 1:
+        bands, peaks = cohort_series(system, times, rates, READOUTS, x0=x0)
+        result_series = {k: v[1] for k, v in bands.items()}  # the median at every time
+        d = catalog().definitions
+        cohort = {
+            "patients": sc.count,
+            "bands": {k: (v[0], v[2]) for k, v in bands.items()},
+            "fractions": {
+                "withdrawal_early": float(np.mean(peaks["withdrawal"] >= d.withdrawal_early)),
+                "withdrawal_severe": float(np.mean(peaks["withdrawal"] >= d.withdrawal_severe)),
+                "overdose_drowsiness": float(np.mean(peaks["overdose"] >= d.overdose_drowsiness)),
+                "overdose_respiratory": float(np.mean(peaks["overdose"] >= d.overdose_respiratory)),
+                "overdose_coma": float(np.mean(peaks["overdose"] >= d.overdose_coma)),
+            },
+        }
+    else:
+        out = series(system, times, rates, READOUTS, x0=x0)
+        result_series = {k: v[0] for k, v in out.items()}
     if progress is not None:
         progress(1.0)
-    result_series = {k: v[0] for k, v in out.items()}
     tip = np.append(rates[:, INTRATHECAL], rates[-1, INTRATHECAL] if m else 0.0)
     tissue = np.append(rates[:, SUBCUTANEOUS], rates[-1, SUBCUTANEOUS] if m else 0.0)
     result_series["dose_at_tip_mcg_per_h"] = tip
@@ -248,7 +290,7 @@ def run_scenario(sc: Scenario, progress: Progress | None = None) -> SimResult:
                "cleared_day": (round((datetime.fromisoformat(a.cleared_at) - START).total_seconds()
                                      / 86400, 4) if a.cleared_at else None)}
               for a in pump.alarms.history]
-    return SimResult(sc, times, result_series, log, alarms)
+    return SimResult(sc, times, result_series, log, alarms, cohort=cohort)
 
 
 def _pocket_fill(pump: PumpController, e: Event) -> float:
@@ -262,8 +304,9 @@ def _pocket_fill(pump: PumpController, e: Event) -> float:
     r = pump.handle(cmd.Refill(vol, conc))
     if not r.ok:
         return 0.0
-    if conc.value != pump.program_conc and pump.prescription is not None:
-        pump.handle(cmd.Program(pump.prescription, conc))
+    rx = e.params.get("prescription") or pump.prescription
+    if rx is not None and ("prescription" in e.params or conc.value != pump.program_conc):
+        pump.handle(cmd.Program(rx, conc))
     pump.reservoir_true_nl = round(vol.value * (1.0 - frac) * 1_000_000)
     return float(vol.value * frac * conc.value)
 
@@ -285,7 +328,7 @@ def _apply_lumbar(times: Array, rates: Array, boluses: list[tuple[float, float]]
 
 def _screening_only(sc: Scenario, progress: Progress | None) -> SimResult:
     assert sc.screening is not None
-    system = build_system(patient(sc.patient_name, tip_level=sc.tip_level))
+    system = build_system(scenario_patient(sc))
     lib = load_library()
     d = catalog().definitions
     t0 = sc.screening.start_day * 24.0

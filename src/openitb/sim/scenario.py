@@ -13,13 +13,19 @@ Schema (docs/physiology.md, "Scenarios")::
     name = "adult_sci"                # a named patient (itb patient list)
     tip_level = "T10"                 # optional; else [catheter].tip_level or the patient's
     start = "naive"                   # or "steady": at steady state on the first program
+    draw_seed = 7                     # optional: one patient drawn from the population around
+                                      # the named patient (log-normal spread), with this seed
+    count = 1                         # or up to 5000 patients drawn so (a cohort: the output
+                                      # gives the median and 5-95 % band, and the fractions
+                                      # reaching each adverse stage)
 
-    [pump]                            # optional: without it only the screening trial runs
+    [pump]                            # a pump scenario, or else a [screening] table
     profile = "itb-40"
     concentration = "2000 mcg/mL"
     volume = "40 mL"
     low_alarm = "2 mL"                # optional
     manufactured = false              # true: true stroke volume drawn from the seed
+    battery_days_left = 20            # optional: an old pump whose battery ends after 20 days
 
     [catheter]
     length_cm = 110
@@ -29,7 +35,7 @@ Schema (docs/physiology.md, "Scenarios")::
     mode = "continuous"
     dose = "400 mcg/day"
 
-    [screening]                       # optional: the 50/75/100 mcg protocol by lumbar puncture
+    [screening]                       # instead of [pump]: the 50/75/100 mcg protocol by lumbar puncture
     start_day = 0
     observe_hours = 8
 
@@ -89,7 +95,8 @@ class Event:
         parts = [f"{k} {v}" for k, v in self.params.items() if k != "prescription"]
         if "prescription" in self.params:
             rx = self.params["prescription"]
-            parts.insert(0, f"{rx.mode.value} {average_dose_rate(rx)} on average")
+            mean = average_dose_rate(rx)
+            parts.insert(0, f"{mean}" if rx.mode.value == "continuous" else f"{rx.mode.value} {mean} mean")
         return f"{self.kind}" + (f" ({', '.join(parts)})" if parts else "")
 
 
@@ -100,6 +107,7 @@ class PumpSetup:
     volume: Milliliters
     low_alarm: Milliliters | None
     manufactured: bool
+    battery_days_left: float | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,8 @@ class Scenario:
     screening: Screening | None
     events: tuple[Event, ...]
     plot_window: tuple[float, float] | None = None
+    draw_seed: int | None = None
+    count: int = 1
 
 
 def _table(doc: Mapping[str, Any], key: str, required: bool) -> Mapping[str, Any] | None:
@@ -222,7 +232,14 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
         raise InvalidInput("seed", seed, "a whole number 0 or more")
 
     pt = _table(doc, "patient", False) or {}
-    _only(pt, {"name", "tip_level", "start"}, "patient.")
+    _only(pt, {"name", "tip_level", "start", "draw_seed", "count"}, "patient.")
+    count = pt.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 5000:
+        raise InvalidInput("patient.count", count, "a whole number of patients from 1 to 5000")
+    draw_seed = pt.get("draw_seed")
+    if draw_seed is not None and (isinstance(draw_seed, bool) or not isinstance(draw_seed, int)
+                                  or draw_seed < 0):
+        raise InvalidInput("patient.draw_seed", draw_seed, "a whole number 0 or more")
     start = pt.get("start", "naive")
     if start not in ("naive", "steady"):
         raise InvalidInput("patient.start", start,
@@ -247,7 +264,8 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
     pump: PumpSetup | None = None
     rx: Prescription | None = None
     if pump_doc is not None:
-        _only(pump_doc, {"profile", "concentration", "volume", "low_alarm", "manufactured"}, "pump.")
+        _only(pump_doc, {"profile", "concentration", "volume", "low_alarm", "manufactured",
+                         "battery_days_left"}, "pump.")
         profile = get_pump(str(pump_doc.get("profile", "itb-40")))
         conc = parse(pump_doc.get("concentration"), McgPerMl, "pump.concentration")
         if conc.value <= 0:
@@ -259,7 +277,9 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
         manufactured = pump_doc.get("manufactured", False)
         if not isinstance(manufactured, bool):
             raise InvalidInput("pump.manufactured", manufactured, "true or false")
-        pump = PumpSetup(profile, conc, vol, low_ml, manufactured)
+        battery_days = (None if "battery_days_left" not in pump_doc else
+                        _num(pump_doc, "battery_days_left", "pump.battery_days_left", 0.5, 3650.0))
+        pump = PumpSetup(profile, conc, vol, low_ml, manufactured, battery_days)
         rx_doc = _table(doc, "prescription", True)
         assert rx_doc is not None
         rx = parse_prescription(rx_doc)
@@ -271,7 +291,11 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
         screening = Screening(_num(sc_doc, "start_day", "screening.start_day", 0.0, days, 0.0),
                               _num(sc_doc, "observe_hours", "screening.observe_hours", 4.0, 8.0, 8.0))
     if pump is None and screening is None:
-        raise InvalidInput("pump", None, "a [pump] table, a [screening] table, or both")
+        raise InvalidInput("pump", None, "a [pump] table or a [screening] table")
+    if pump is not None and screening is not None:
+        raise InvalidInput("screening", "with a [pump] table",
+                           "a screening trial runs without a pump; in a pump scenario give "
+                           "lumbar_bolus events instead")
 
     raw = doc.get("events", [])
     if not isinstance(raw, list):
@@ -292,8 +316,10 @@ def parse_scenario(doc: Mapping[str, Any]) -> Scenario:
         if not ok:
             raise InvalidInput("plot_days", window, f"[first, last] days with 0 <= first < last <= {days:g}")
         plot_window = (float(window[0]), float(window[1]))
+    if count > 1 and pump is None:
+        raise InvalidInput("patient.count", count, "1 for a screening trial")
     if start == "steady" and pump is None:
         raise InvalidInput("patient.start", start, "'naive' for a screening trial without a pump")
     return Scenario(name.strip(), description, days, step, seed, patient_name,
                     tip if isinstance(tip, str) else None, start, cath, length, pump, rx, screening, events,
-                    plot_window)
+                    plot_window, draw_seed, count)

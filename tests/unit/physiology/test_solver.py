@@ -6,17 +6,18 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openitb.physiology.model import N_STATES, build_system, readouts, steady_state
+from openitb.physiology.model import N_STATES, SIGNED, build_system, readouts, steady_state
 from openitb.physiology.params import patient, population
 from openitb.physiology.solver import ExactSolver, solve_reference
 
-AMOUNTS = [0, 1, 2, 3, 5, 6, 7]  # every state except the signed deficit (index 4)
+AMOUNTS = [i for i in range(N_STATES) if i not in SIGNED]  # all but the signed deficit
 
 
 def year_schedule() -> tuple[np.ndarray, np.ndarray]:
     """One year: 4-step flex (00-06 200, 06-12 600, 12-18 400, 18-24 400 mcg/day), a 100 mcg
-    clinician bolus over 1 h every 30 days, and a refill every 90 days (infusion paused for
-    30 min, then the new concentration arrives: +20 % dose for 5 h)."""
+    clinician bolus over 1 h every 30 days, a refill every 90 days (infusion paused for 30 min,
+    then the new concentration arrives: +20 % dose for 5 h), a pocket fill on day 200 and a
+    pump that runs dry for 3 days on day 300."""
     steps = [(0.0, 200.0), (6.0, 600.0), (12.0, 400.0), (18.0, 400.0)]
     times: list[float] = [0.0]
     rates: list[float] = []
@@ -40,6 +41,10 @@ def year_schedule() -> tuple[np.ndarray, np.ndarray]:
     t = np.array(times)
     u = np.zeros((len(rates), 2))
     u[:, 0] = rates
+    # a late refill: the pump runs dry for 3 days (days 300-303), so withdrawal states move
+    u[(t[:-1] >= 300 * 24) & (t[:-1] < 303 * 24), 0] = 0.0
+    # a pocket fill on day 200: 20 mg into the tissue over the 6 h segment from 00:00
+    u[t[:-1] == 200 * 24, 1] = 20_000 / 6
     return t, u
 
 
@@ -59,8 +64,11 @@ def test_exact_agrees_with_solve_ivp_to_0p1pct_over_a_year_of_flex_boluses_and_r
     ref = solve_reference(system, t, u)
     # every state, every output point (the signed deficit compared with the same bound)
     _close(exact, ref, 1e-3)
-    for key in ("csf_lumbar_ng_per_ml", "mas", "withdrawal", "overdose"):
-        _close(readouts(system, exact)[key][..., None], readouts(system, ref)[key][..., None], 1e-3)
+    ro_exact, ro_ref = readouts(system, exact), readouts(system, ref)
+    for key in ("csf_lumbar_ng_per_ml", "mas", "withdrawal", "overdose", "plasma_ng_per_ml"):
+        _close(ro_exact[key][..., None], ro_ref[key][..., None], 1e-3)
+    # the schedule really moves every part of the model
+    assert ro_ref["withdrawal"].max() > 0.5 and ro_ref["plasma_ng_per_ml"].max() > 50
 
 
 def test_the_exact_solver_does_not_depend_on_the_step_size() -> None:
@@ -153,4 +161,3 @@ def test_bad_schedules_are_refused_naming_the_field() -> None:
         ExactSolver(system).solve(np.array([0.0, 1.0]), np.array([[-1.0, 0.0]]))
     with pytest.raises(InvalidInput, match="rates"):
         ExactSolver(system).solve(np.array([0.0, 1.0]), np.zeros((3, 2)))
-    assert N_STATES == 8

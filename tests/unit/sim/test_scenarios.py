@@ -39,7 +39,8 @@ def test_the_examples_the_issue_lists_are_shipped() -> None:
     names = {p.stem for p in SCENARIOS}
     assert {"screening_responder", "screening_nonresponder", "titration_first_month",
             "year_of_refills", "missed_refill", "pocket_fill", "catheter_disconnection",
-            "concentration_change_bridge", "concentration_change_no_bridge"} <= names
+            "concentration_change_bridge", "concentration_change_no_bridge", "battery_end",
+            "mri"} <= names
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
@@ -66,6 +67,8 @@ def test_missed_refill_pump_runs_dry_then_withdrawal_within_24_h() -> None:
     assert empty == [100.0]
     assert [a["day"] for a in r.alarms if a["kind"] == "low_reservoir"] == [90.0]
     s = r.summary()
+    # mass balance: the patient received exactly what the pump delivered (20 mL x 2000 mcg/mL)
+    assert s["delivered_to_csf_mcg"] == pytest.approx(40_000, rel=1e-9)
     assert float(np.max(r.series["withdrawal"][r.times_h < 100 * 24])) < D.withdrawal_early
     assert 0 < s["withdrawal_early_at_day"] - 100 <= 1.0
     assert 1.0 <= s["withdrawal_severe_at_day"] - 100 <= 3.0
@@ -107,8 +110,9 @@ def test_screening_responder_and_first_dose_rule() -> None:
     assert sc["effective_dose_mcg"] == 75.0
     assert [d["dose_mcg"] for d in sc["doses"]] == [50.0, 75.0]
     assert sc["doses"][0]["mas_drop"] < D.responder_mas_drop <= sc["doses"][1]["mas_drop"]
-    # the 75 mcg effect lasted more than 8 h: the dose itself per day (label rule)
-    assert sc["doses"][1]["effect_hours"] > 8 and sc["first_pump_dose_mcg_per_day"] == 75.0
+    # the 75 mcg effect lasted at most 8 h: twice the effective dose per day (label rule)
+    assert sc["doses"][1]["effect_hours"] <= 8 and sc["first_pump_dose_mcg_per_day"] == 150.0
+    assert "2 x" in sc["first_dose_rule"]
 
 
 def test_screening_non_responder_is_not_a_candidate() -> None:
@@ -194,6 +198,9 @@ dose = "400 mcg/day"
     ('[catheter]\ntip_level = "T13"\n', "catheter.tip_level"),
     ('[catheter]\nlength_cm = 5000\n', "catheter.length_cm"),
     ('plot_days = [5, 2]\n', "plot_days"),
+    ('[screening]\nstart_day = 0\n', "screening"),
+    ('[[events]]\nday = 1\nkind = "lumbar_bolus"\ndose = "5000 mcg"\n', "events[0].dose"),
+    ('[patient]\ndraw_seed = -1\n', "patient.draw_seed"),
 ])
 def test_bad_scenarios_are_refused_naming_the_field(extra: str, field: str, tmp_path: Path) -> None:
     # top-level keys must come before the tables
@@ -227,3 +234,57 @@ def test_missing_file_is_refused(tmp_path: Path) -> None:
     assert r.exit_code == 2 and r.stderr.startswith("error: scenario")
 
 
+
+
+def test_battery_end_of_service_stops_the_pump_then_withdrawal() -> None:
+    r = run("battery_end")
+    kinds = {a["kind"]: a["day"] for a in r.alarms}
+    assert kinds["eri"] < 1.0  # already in ERI: fewer than 90 days left
+    assert kinds["end_of_service"] == pytest.approx(20.0, abs=0.01)
+    assert mean_rate(r, "dose_at_tip_mcg_per_h", 20.1 * 24, 25 * 24) == 0.0
+    s = r.summary()
+    assert 0 < s["withdrawal_early_at_day"] - kinds["end_of_service"] <= 1.0
+
+
+def test_a_drawn_patient_differs_from_the_typical_and_is_reproducible(tmp_path: Path) -> None:
+    text = (ROOT / "scenarios" / "missed_refill.toml").read_text()
+    typical = run_scenario(parse_scenario(tomllib.loads(text)))
+    drawn_text = text.replace('name = "adult_sci"', 'name = "adult_sci"\ndraw_seed = 11')
+    a = run_scenario(parse_scenario(tomllib.loads(drawn_text)))
+    b = run_scenario(parse_scenario(tomllib.loads(drawn_text)))
+    assert np.array_equal(a.series["mas"], b.series["mas"])
+    assert not np.allclose(a.series["mas"], typical.series["mas"])
+    np.testing.assert_array_equal(a.series["dose_at_tip_mcg_per_h"], typical.series["dose_at_tip_mcg_per_h"])
+
+
+def test_occlusion_silent_discrepancy_withdrawal_then_recovery_after_repair() -> None:
+    r = run("catheter_occlusion")
+    s = r.summary()
+    assert r.alarms == []
+    assert mean_rate(r, "dose_at_tip_mcg_per_h", 5.01 * 24, 6.99 * 24) == 0.0
+    i = int(np.searchsorted(r.times_h, 7 * 24))
+    assert r.series["reservoir_ml"][i] - r.series["reservoir_estimate_ml"][i] == pytest.approx(0.4, abs=0.01)
+    assert 0 < s["withdrawal_early_at_day"] - 5 <= 1.0
+    assert r.series["withdrawal"][-1] < D.withdrawal_early  # recovered after the repair
+
+
+def test_a_cohort_reports_bands_and_fractions_reaching_each_stage() -> None:
+    r = run("missed_refill_cohort")
+    assert r.cohort is not None and r.cohort["patients"] == 1000
+    f = r.cohort["fractions"]
+    assert f["withdrawal_early"] > 0.95  # everyone dependent on 400 mcg/day goes into withdrawal
+    assert f["overdose_respiratory"] == 0.0
+    lo, hi = r.cohort["bands"]["mas"]
+    assert np.all(lo <= r.series["mas"] + 1e-12) and np.all(r.series["mas"] <= hi + 1e-12)
+    assert np.max(hi - lo) > 0.5  # the population spread shows
+    s = r.summary()
+    assert s["cohort"]["fraction_reaching"] == f
+    # the pump side is the same as for one patient
+    assert r.alarms == run("missed_refill").alarms
+
+
+def test_count_is_validated(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text(BASE + "[patient]\ncount = 0\n")
+    r = runner.invoke(app, ["simulate", str(f)])
+    assert r.exit_code == 2 and r.stderr.startswith("error: patient.count")
