@@ -187,8 +187,12 @@ def _commands(sc: Scenario, pump: PumpController, e: Event) -> list[Any]:
         dur = dur if p["duration"] == "auto" else p["duration"]
         cls = cmd.BridgeBolus if k == "bridge" else cmd.PrimingBolus
         return [cls(Milliliters(vol.value), Hours(min(dur.value, 24.0)))]
+    if k in ("kink", "leak", "disconnection"):
+        # The pump checks the position against the implanted catheter and the fraction's range;
+        # a refusal is logged with its reason like any other refused event.
+        return [cmd.CatheterFault(k, float(p.get("position_cm", 0.0)), float(p.get("fraction", 1.0)))]
     simple: dict[str, Any] = {
-        "occlusion": cmd.CatheterFault("occlusion"), "disconnection": cmd.CatheterFault("disconnection"),
+        "occlusion": cmd.CatheterFault("occlusion"),
         "repair": cmd.CatheterFault("none"), "mri_start": cmd.MriStart(), "mri_end": cmd.MriEnd(),
         "interrogate": cmd.ReadStatus(), "stop": cmd.Stop(), "start": cmd.Start(),
         "reset": cmd.PowerOnReset(),
@@ -295,11 +299,10 @@ def run_scenario(sc: Scenario, progress: Progress | None = None) -> SimResult:
 
 def _pocket_fill(pump: PumpController, e: Event) -> float:
     """The refill went (partly) into the pocket beside the reservoir: the clinician believes the
-    pump was filled, so the pump is told so (Refill), but only ``1 - fraction`` of the volume is
-    really in the reservoir. Returns the mcg injected into the pocket (the tissue input).
-
-    The pump has no command for this physical event; the runner sets the true reservoir volume
-    (see the report of issue 5: a ``PocketFill`` environment event belongs in the pump)."""
+    pump was filled, so the pump is told so (Refill); then the pump's ``PocketFill`` environment
+    event takes ``fraction`` of the volume out of the true reservoir into the tissue, where the
+    pump's ``tissue_mcg`` counts it (the subcutaneous input). Returns the extra tissue input
+    beyond what the pump counts: none."""
     vol, conc, frac = e.params["volume"], e.params["concentration"], e.params["fraction"]
     r = pump.handle(cmd.Refill(vol, conc))
     if not r.ok:
@@ -307,8 +310,10 @@ def _pocket_fill(pump: PumpController, e: Event) -> float:
     rx = e.params.get("prescription") or pump.prescription
     if rx is not None and ("prescription" in e.params or conc.value != pump.program_conc):
         pump.handle(cmd.Program(rx, conc))
-    pump.reservoir_true_nl = round(vol.value * (1.0 - frac) * 1_000_000)
-    return float(vol.value * frac * conc.value)
+    pocket = round(vol.value * frac * 1_000_000) / 1_000_000
+    if pocket > 0:
+        pump.handle(cmd.PocketFill(Milliliters(pocket)))
+    return 0.0
 
 
 def _apply_lumbar(times: Array, rates: Array, boluses: list[tuple[float, float]]) -> tuple[Array, Array]:

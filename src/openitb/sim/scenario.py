@@ -68,7 +68,9 @@ EVENT_KINDS = {
     "missed_refill": "a refill that was due and did not happen (a marker only)",
     "pocket_fill": "volume, concentration, [fraction]: refill injected into the pocket",
     "occlusion": "the catheter blocks",
-    "disconnection": "the catheter comes apart: drug goes to the tissue",
+    "kink": "fraction: a partial kink, only that share of the flow passes",
+    "leak": "position_cm, fraction: that share of the flow leaks to tissue at the position",
+    "disconnection": "[position_cm]: the catheter comes apart there: drug goes to the tissue",
     "repair": "the catheter is repaired",
     "mri_start": "an MRI scan starts (rotor stalls)",
     "mri_end": "the MRI scan ends",
@@ -203,6 +205,16 @@ def _event(doc: Any, i: int, days: float) -> Event:
         _only(doc, {"day", "kind", "volume", "duration"}, f)
         p["volume"] = _auto_or(doc.get("volume", "auto"), Milliliters, f + "volume")
         p["duration"] = _auto_or(doc.get("duration", "auto"), Hours, f + "duration")
+    elif kind in ("kink", "leak", "disconnection"):
+        keys = {"day", "kind", "position_cm", "fraction"} if kind != "disconnection" else {
+            "day", "kind", "position_cm"}
+        _only(doc, keys, f)
+        if kind != "kink":
+            p["position_cm"] = _num(doc, "position_cm", f + "position_cm", 0.0, 1000.0, 0.0)
+        if kind == "kink":
+            p["fraction"] = _num(doc, "fraction", f + "fraction", 0.0, 1.0)
+        elif kind == "leak":
+            p["fraction"] = _num(doc, "fraction", f + "fraction", 0.0, 1.0)
     elif kind == "lumbar_bolus":
         _only(doc, {"day", "kind", "dose"}, f)
         p["dose"] = parse(doc.get("dose"), Micrograms, f + "dose")

@@ -288,3 +288,22 @@ def test_count_is_validated(tmp_path: Path) -> None:
     f.write_text(BASE + "[patient]\ncount = 0\n")
     r = runner.invoke(app, ["simulate", str(f)])
     assert r.exit_code == 2 and r.stderr.startswith("error: patient.count")
+
+
+def test_catheter_leak_sends_its_share_to_tissue_and_the_tip_dose_falls() -> None:
+    r = run("catheter_leak")
+    before = mean_rate(r, "dose_at_tip_mcg_per_h", 10 * 24, 20 * 24)
+    during = mean_rate(r, "dose_at_tip_mcg_per_h", 22 * 24, 30 * 24)
+    after = mean_rate(r, "dose_at_tip_mcg_per_h", 31 * 24, 36 * 24)
+    assert during == pytest.approx(0.6 * before, rel=0.02)
+    assert mean_rate(r, "tissue_mcg_per_h", 22 * 24, 30 * 24) == pytest.approx(0.4 * before, rel=0.02)
+    assert after == pytest.approx(before, rel=0.02)
+    assert not [a for a in r.alarms if a["kind"] != "low_reservoir"]  # the pump never knew
+
+
+def test_a_fault_beyond_the_catheter_is_refused_and_logged(tmp_path: Path) -> None:
+    doc = tomllib.loads((ROOT / "scenarios" / "catheter_leak.toml").read_text())
+    doc["events"][0]["position_cm"] = 200
+    r = run_scenario(parse_scenario(doc))
+    refused = [e for e in r.events if e["kind"] == "leak"]
+    assert refused and not refused[0]["ok"] and "cm" in refused[0]["reason"]
