@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from openitb.commands import calc, demo, programmer, pump, pump_service  # noqa: F401 (registers)
+from openitb.commands import (  # noqa: F401 (pump_service registers on pump)
+    calc,
+    demo,
+    fleet,
+    patient,
+    programmer,
+    pump,
+    pump_service,
+    simulate,
+)
 
 app = typer.Typer(
     name="itb",
@@ -16,6 +25,9 @@ app = typer.Typer(
 app.add_typer(calc.app, name="calc")
 app.add_typer(pump.app, name="pump")
 app.add_typer(demo.app, name="demo")
+app.add_typer(fleet.app, name="fleet")
+app.add_typer(patient.app, name="patient")
+app.command("simulate")(simulate.simulate_cmd)
 app.add_typer(programmer.app, name="programmer")
 app.add_typer(programmer.ptm_app, name="ptm")
 # Each command group registers here, one line each.

@@ -1,1 +1,2 @@
-"""Simulation adapters: scenarios and fleet studies over the pure pump and patient cores."""
+"""Simulation: scenarios (the pump controller coupled to the virtual patient on a virtual clock)
+and fleet studies (many pumps and patients at once)."""

@@ -39,6 +39,7 @@ class StepResult:
     to_tissue_mcg: FloatArray
     low_alarm_at: FloatArray  # seconds; NaN where the low-reservoir alarm was not raised
     empty_at: FloatArray  # seconds; NaN where the reservoir did not empty
+    ran_dry: BoolArray  # the true reservoir ran out in this span (known to the pump or not)
 
 
 def _ints(name: str, values: npt.ArrayLike, n: int | None, minimum: int) -> IntArray:
@@ -136,6 +137,7 @@ class FleetPumps:
         self.strokes += n
         self.est_nl -= n * self.nominal_nl
         moved = np.where(self.fault == OCCLUSION, 0, np.minimum(n * self.true_stroke_nl, self.res_nl))
+        ran_dry = (moved > 0) & (moved == self.res_nl)
         self.res_nl -= moved
         lost = self.fault == DISCONNECTION
         to_tissue = np.where(lost, moved, 0)
@@ -143,7 +145,7 @@ class FleetPumps:
         self.delivered_nl += to_csf
         self.tissue_nl += to_tissue
         return StepResult(n, to_csf * self.conc / 1e6, to_tissue * self.conc / 1e6, low_at,
-                          empty_at)
+                          empty_at, ran_dry)
 
     def conserved(self) -> bool:
         return bool(np.all(self.filled_nl - self.withdrawn_nl

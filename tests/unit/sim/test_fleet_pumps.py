@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -48,9 +49,28 @@ def random_fleet(n: int, days: int, seed: int) -> dict[str, np.ndarray]:
     }
 
 
+def run_controller_pump(f: dict[str, np.ndarray], i: int,
+                        days: int) -> tuple[PumpController, list[tuple[float, float]]]:
+    """Pump ``i`` through the controller: the pump, and the mcg it sent to the intrathecal space
+    and to tissue (pocket fills included) in each grid step."""
+    deliveries: list[tuple[float, float]] = []
+    p = _drive(f, i, days, lambda p, before: deliveries.append(
+        (p.delivered_mcg - before[0], p.tissue_mcg - before[1])))
+    return p, deliveries
+
+
 def run_controller(f: dict[str, np.ndarray], i: int,
                    days: int) -> tuple[list[tuple[int, ...]], list[float]]:
     """Pump ``i`` through the controller: its state at each grid point, its low-alarm times."""
+    history: list[tuple[int, ...]] = []
+    p = _drive(f, i, days, lambda p, _b: history.append(
+        (p.strokes, p.reservoir_estimate_nl, p.reservoir_true_nl, p.delivered_nl, p.tissue_nl)))
+    lows = [a.raised_at for a in p.alarms.history if a.kind == "low_reservoir"]
+    return history, low_alarm_times(lows)
+
+
+def _drive(f: dict[str, np.ndarray], i: int, days: int,
+           record: Callable[[PumpController, tuple[float, float]], None]) -> PumpController:
     profile = get_pump(f"itb-{int(f['capacity_ml'][i])}")
     p = PumpController(profile, T0, true_stroke_nl=int(f["true_nl"][i]))
     conc = McgPerMl(float(f["conc"][i]))
@@ -58,8 +78,8 @@ def run_controller(f: dict[str, np.ndarray], i: int,
     assert p.handle(cmd.SetLowAlarm(Milliliters(float(f["low_ml"][i])))).ok
     rx = Flex(tuple(FlexStep(s, McgPerDay(float(d))) for s, d in zip(STEPS_S, f["doses"][i], strict=True)))
     assert p.handle(cmd.Program(rx, conc)).ok and p.handle(cmd.Start()).ok
-    history = []
     for j, (_t0, t1, _k) in enumerate(grid(days)):
+        before = (p.delivered_mcg, p.tissue_mcg)
         ev = int(f["events"][i, j])
         if ev == 1:
             vol = min(int(f["refill_ml"][i, j]), int(f["capacity_ml"][i]))
@@ -69,10 +89,8 @@ def run_controller(f: dict[str, np.ndarray], i: int,
         elif ev == 5 and p.reservoir_true_nl >= int(f["pocket_ml"][i, j]) * 1_000_000:
             assert p.handle(cmd.PocketFill(Milliliters(float(f["pocket_ml"][i, j])))).ok
         p.advance(T0 + timedelta(seconds=t1))
-        history.append((p.strokes, p.reservoir_estimate_nl, p.reservoir_true_nl, p.delivered_nl,
-                        p.tissue_nl))
-    lows = [a.raised_at for a in p.alarms.history if a.kind == "low_reservoir"]
-    return history, low_alarm_times(lows)
+        record(p, before)
+    return p
 
 
 def low_alarm_times(p_alarms: list[str]) -> list[float]:

@@ -1,0 +1,134 @@
+"""Fleet study files, the policy simulation's behaviour, and the rate intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from openitb.errors import InvalidInput
+from openitb.sim.fleet import OUTCOMES, draw, simulate
+from openitb.sim.fleet_runner import poisson_interval, run_local, summarise
+from openitb.sim.study import load_study, parse_study
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "studies" / "thresholds_and_lead_times.toml"
+
+
+def small(**over: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "name": "t", "patients": 300, "years": 1.0, "seed": 5,
+        "policies": [{"name": "2/3", "low_alarm_ml": 2, "lead_days": 3},
+                     {"name": "4/14", "low_alarm_ml": 4, "lead_days": 14}],
+    }
+    doc.update(over)
+    return doc
+
+
+def test_example_study_loads_with_nine_policies() -> None:
+    s = load_study(EXAMPLE)
+    assert len(s.policies) == 9 and s.patients == 2000 and s.years == 5
+    assert {p.low_alarm_ml for p in s.policies} == {2, 3, 4}
+    assert {p.lead_days for p in s.policies} == {3, 7, 14}
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"patients": 0}, "patients"),
+    ({"years": -1}, "years"),
+    ({"policies": []}, "policies"),
+    ({"policies": [{"name": "a", "low_alarm_ml": 0.1, "lead_days": 3}]}, "low_alarm"),
+    ({"policies": [{"name": "a", "low_alarm_ml": 2, "lead_days": 3},
+                   {"name": "a", "low_alarm_ml": 3, "lead_days": 3}]}, "study"),
+    ({"population": {"mix": {"martian": 1.0}}}, "population"),
+    ({"refills": {"miss_probability": 1.5}}, "refills.miss_probability"),
+    ({"catheter": {"occlusion_per_patient_year": float("nan")}}, "catheter.occlusion_per_patient_year"),
+    ({"pumps": {"mix": {"itb-99": 1.0}}}, "pump"),
+    ({"colour": "blue"}, "colour"),
+])
+def test_bad_study_is_refused_with_the_field_named(change: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        parse_study(small(**change))
+    assert field in str(exc.value)
+
+
+def test_missing_and_broken_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="existing TOML"):
+        load_study(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("patients = [", encoding="utf-8")
+    with pytest.raises(InvalidInput, match="valid TOML"):
+        load_study(bad)
+
+
+def test_same_seed_same_results_and_slices_add_up() -> None:
+    s = parse_study(small())
+    d = draw(s)
+    whole = simulate(d, s, s.policies[0])
+    assert whole == simulate(draw(s), s, s.policies[0])
+    parts = [simulate(d.take(a, b), s, s.policies[0]) for a, b in ((0, 100), (100, 170), (170, 300))]
+    assert {k: sum(p[k] for p in parts) for k in OUTCOMES} == whole
+
+
+def test_a_quiet_clinic_has_no_withdrawal() -> None:
+    # Exact pumps, no catheter faults, no missed visits, refills well ahead: nobody withdraws.
+    s = parse_study(small(
+        catheter={"occlusion_per_patient_year": 0, "disconnection_per_patient_year": 0},
+        refills={"miss_probability": 0, "pocket_fill_probability": 0},
+        policies=[{"name": "safe", "low_alarm_ml": 4, "lead_days": 21}]))
+    c = simulate(draw(s), s, s.policies[0])
+    assert c["withdrawal_early"] == c["withdrawal_severe"] == 0
+    assert c["reservoir_dry"] == 0 and c["empty_reservoir"] == 0 and c["refill"] > 300
+
+
+def test_catheter_failures_cause_withdrawal_and_unplanned_visits() -> None:
+    s = parse_study(small(
+        catheter={"occlusion_per_patient_year": 0.5, "disconnection_per_patient_year": 0.5},
+        policies=[{"name": "safe", "low_alarm_ml": 4, "lead_days": 21}]))
+    c = simulate(draw(s), s, s.policies[0])
+    assert c["catheter_fault"] > 100
+    assert c["withdrawal_early"] + c["withdrawal_severe"] > 0.5 * c["catheter_fault"]
+    assert c["unplanned_visit"] >= c["withdrawal_early"] + c["withdrawal_severe"] - 5
+
+
+def test_pocket_fills_cause_overdose() -> None:
+    s = parse_study(small(refills={"pocket_fill_probability": 0.5, "pocket_fill_fraction": 0.5},
+                          policies=[{"name": "safe", "low_alarm_ml": 4, "lead_days": 21}]))
+    quiet = parse_study(small(refills={"pocket_fill_probability": 0.0},
+                              policies=[{"name": "safe", "low_alarm_ml": 4, "lead_days": 21}]))
+    c, q = simulate(draw(s), s, s.policies[0]), simulate(draw(quiet), quiet, quiet.policies[0])
+    od = sum(c[k] for k in ("overdose_drowsiness", "overdose_respiratory", "overdose_coma"))
+    od_q = sum(q[k] for k in ("overdose_drowsiness", "overdose_respiratory", "overdose_coma"))
+    assert od > od_q + 20
+
+
+def test_higher_threshold_and_longer_lead_mean_fewer_dry_pumps() -> None:
+    results = run_local(parse_study(small(patients=600)))
+    risky, safe = (r.rates for r in results)
+    assert safe["reservoir_dry"].count < risky["reservoir_dry"].count
+    assert safe["withdrawal_severe"].count <= risky["withdrawal_severe"].count
+    assert safe["refill"].count > risky["refill"].count  # the price: more visits
+
+
+def test_poisson_interval_matches_known_values() -> None:
+    assert poisson_interval(0, 1000.0) == pytest.approx((0.0, 3.689), abs=1e-3)
+    low, high = poisson_interval(10, 1000.0)
+    assert low == pytest.approx(4.795, abs=1e-3) and high == pytest.approx(18.39, abs=1e-2)
+
+
+def test_summary_rates_are_per_thousand_patient_years() -> None:
+    s = parse_study(small(patients=1000, years=2.0))
+    counts = [dict.fromkeys(OUTCOMES, 0) for _ in s.policies]
+    counts[0]["refill"] = 8000
+    r = summarise(s, counts)[0]
+    assert r.patient_years == pytest.approx(2000.0, rel=1e-3)
+    assert r.rates["refill"].per_1000_py == pytest.approx(4000.0, rel=1e-3)
+
+
+def test_a_narrower_flow_spread_means_fewer_pumps_running_dry_unnoticed() -> None:
+    wide = parse_study(small(patients=600))
+    narrow = parse_study(small(patients=600, pumps={"flow_spread_pct": 2.5}))
+    d_wide, d_narrow = draw(wide), draw(narrow)
+    assert abs(d_narrow.true_stroke_nl - 1000).max() <= 25
+    assert abs(d_wide.true_stroke_nl - 1000).max() > 100
+    risky = wide.policies[0]
+    assert (simulate(d_narrow, narrow, risky)["reservoir_dry"]
+            < simulate(d_wide, wide, risky)["reservoir_dry"])
