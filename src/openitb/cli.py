@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openitb.commands import calc, demo, pump
+from openitb.commands import calc, demo, pump, serve, users
 
 app = typer.Typer(
     name="itb",
@@ -16,6 +16,8 @@ app = typer.Typer(
 app.add_typer(calc.app, name="calc")
 app.add_typer(pump.app, name="pump")
 app.add_typer(demo.app, name="demo")
+app.add_typer(serve.app, name="serve")
+app.add_typer(users.app, name="users")
 # Each command group registers here, one line each.
 
 

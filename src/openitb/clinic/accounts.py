@@ -32,6 +32,17 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit": frozenset({"admin"}),
 }
 
+ACTIONS = {
+    "view_clinic": "seeing the clinic's patients", "view_own": "the patient's own view",
+    "edit_patient": "registering or editing patients", "checklist": "the candidate checklist",
+    "screening": "recording a screening trial", "implant": "recording an implant",
+    "program": "programming a pump", "override": "programming beyond recommended bounds",
+    "refill": "refilling a pump", "acknowledge": "acknowledging alarms",
+    "mri": "recording an MRI", "replacement": "planning a replacement",
+    "clock": "moving the demo clock", "accounts": "managing accounts",
+    "audit": "reading the audit trail",
+}
+
 _hasher = PasswordHasher()
 
 
@@ -39,7 +50,7 @@ def require(actor: Actor, permission: str, uow: UnitOfWork | None = None) -> Non
     if uow is not None:
         uow.action = uow.action or permission
     if actor.role not in PERMISSIONS[permission]:
-        raise Forbidden(f"a {actor.role} may not {permission.replace('_', ' ')}")
+        raise Forbidden(f"not allowed for the {actor.role} role: {ACTIONS.get(permission, permission)}")
 
 
 def require_patient_access(actor: Actor, patient_id: int) -> None:

@@ -462,7 +462,7 @@ def refill(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Re
         except RefusedOperation as exc:
             warnings.append(f"bridge bolus not given: {exc.reason}")
     reading = GATEWAY.interrogate(pump, uow.now)
-    _sync(uow, pump, reading, rebook=True)
+    _sync(uow, pump, reading, rebook=True, refilled=True)
     uow.session.flush()
     for alarm in uow.session.scalars(select(Alarm).where(
             Alarm.pump_id == pump.id, Alarm.acknowledged_at.is_(None),
@@ -579,7 +579,8 @@ def plan_replacement(uow: UnitOfWork, patient_id: object, fields: Mapping[str, A
 
 
 # ---- clock and pump synchronisation ----------------------------------------------------------
-def _sync(uow: UnitOfWork, pump: Pump, reading: PumpReading, *, rebook: bool = False) -> None:
+def _sync(uow: UnitOfWork, pump: Pump, reading: PumpReading, *, rebook: bool = False,
+          refilled: bool = False) -> None:
     """Copy the pump's status into the row (for the dashboard) and its alarms into the inbox.
 
     ``rebook``: the flow or the volume changed (implant, program, refill), so the refill-by date
@@ -603,7 +604,7 @@ def _sync(uow: UnitOfWork, pump: Pump, reading: PumpReading, *, rebook: bool = F
                               low_alarm=Milliliters(st["low_alarm_ml"]))
         last = uow.session.scalar(select(Refill.at).where(Refill.pump_id == pump.id)
                                   .order_by(Refill.at.desc()).limit(1)) if pump.id else None
-        start = last or pump.implanted_at
+        start = uow.now if refilled else (last or pump.implanted_at)
         cap = start + timedelta(days=DEFAULT_MAX_INTERVAL_DAYS)
         pump.low_alarm_at = proj.low_alarm_at
         pump.empty_at = proj.empty_at
