@@ -1,0 +1,158 @@
+"""The web layer over HTTP (in-process): sessions, CSRF, the refill and programming pages, the
+API's conflict answer and its OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from openitb.clinic.demo import DEMO_PASSWORD, patient_ids
+from openitb.clinic.facade import Clinic
+from openitb.clinic.uow import SYSTEM
+from openitb.store.models import AuditEntry
+from openitb.web.app import create_app
+from openitb.web.security import COOKIE
+
+from .conftest import csrf_of, login, page_csrf
+
+
+def client_for(clinic: Clinic) -> TestClient:
+    return TestClient(create_app(clinic, demo=True))
+
+
+def form_login(client: TestClient, username: str, password: str = DEMO_PASSWORD) -> None:
+    token = page_csrf(client.get("/login").text)
+    r = client.post("/login", data={"username": username, "password": password,
+                                    "csrf_token": token, "next": "/"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+
+
+def test_cookie_flags_and_login_logout(demo_clinic: Clinic) -> None:
+    c = client_for(demo_clinic)
+    r = c.get("/login")
+    cookie = r.headers["set-cookie"]
+    assert COOKIE in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert c.get("/", follow_redirects=False).headers["location"].startswith("/login")
+    bad = c.post("/login", data={"username": "nurse.kim", "password": "nope",
+                                 "csrf_token": page_csrf(r.text)})
+    assert bad.status_code == 401 and "wrong username or password" in bad.text
+    form_login(c, "nurse.kim")
+    assert "Dashboard" in c.get("/").text
+    token = page_csrf(c.get("/").text)
+    c.post("/logout", data={"csrf_token": token})
+    assert c.get("/", follow_redirects=False).status_code == 303
+
+
+def test_csrf_required_on_every_unsafe_request(demo_clinic: Clinic) -> None:
+    ids = patient_ids(demo_clinic)
+    c = client_for(demo_clinic)
+    # The login form itself.
+    r = c.post("/login", data={"username": "nurse.kim", "password": DEMO_PASSWORD})
+    assert r.status_code == 403 and "CSRF" in r.text
+    form_login(c, "nurse.kim")
+    pid = ids["ITB-1004"]
+    for url, data in ((f"/patients/{pid}/refill", {"withdrawn_ml": "1", "volume_ml": "20",
+                                                   "concentration": "500"}),
+                      ("/clock", {"step": "day"}),
+                      (f"/patients/{pid}/checklist", {}),
+                      ("/logout", {})):
+        assert c.post(url, data=data).status_code == 403, url
+        assert c.post(url, data={**data, "csrf_token": "forged"}).status_code == 403, url
+    api = c.post("/api/v1/clock/advance", json={"step": "day"})
+    assert api.status_code == 403 and api.json()["error"] == "csrf"
+    with demo_clinic.uow(SYSTEM) as u:
+        logged = u.session.scalars(select(AuditEntry).where(
+            AuditEntry.outcome == "refused")).all()
+        assert sum(1 for e in logged if e.after and e.after.get("code") == "csrf") >= 9
+
+
+def test_nurse_refill_with_concentration_change_updates_dashboard(demo_clinic: Clinic) -> None:
+    ids = patient_ids(demo_clinic)
+    pid = ids["ITB-1004"]  # Hiro Tanaka: refill due in 2 days
+    c = client_for(demo_clinic)
+    form_login(c, "nurse.kim")
+    assert "Hiro Tanaka" in c.get("/").text
+    page = c.get(f"/patients/{pid}/refill").text
+    expected = float(re.search(r'id="expected">([\d.]+) mL', page).group(1))  # type: ignore[union-attr]
+    data = {"csrf_token": page_csrf(page), "withdrawn_ml": f"{expected - 0.3:.1f}",
+            "volume_ml": "40", "concentration": "2000", "note": ""}
+    review = c.post(f"/patients/{pid}/refill", data=data)
+    assert review.status_code == 200
+    assert 'id="bridge"' in review.text and "bridge bolus" in review.text
+    done = c.post(f"/patients/{pid}/refill", data={**data, "confirmed": "on"},
+                  follow_redirects=False)
+    assert done.status_code == 303
+    patient = c.get(done.headers["location"]).text
+    assert "2000 mcg/mL" in patient and "bridge bolus" in patient
+    dash = c.get("/").text
+    assert not re.search(r"Hiro Tanaka</a></td>\s*<td>refill", dash)
+
+
+def test_physician_override_nurse_refused(demo_clinic: Clinic) -> None:
+    pid = patient_ids(demo_clinic)["ITB-1006"]  # Leo Moreau, cerebral, titrating at 100
+    nurse = client_for(demo_clinic)
+    form_login(nurse, "nurse.kim")
+    t = page_csrf(nurse.get(f"/patients/{pid}/program").text)
+    data = {"csrf_token": t, "mode": "continuous", "dose_per_day": "130",
+            "context": "titration", "confirmed": "on", "override_reason": "nurse tries"}
+    r = nurse.post(f"/patients/{pid}/program", data=data)
+    assert r.status_code == 422 and "only a physician" in r.text
+    doc = client_for(demo_clinic)
+    form_login(doc, "dr.rivera")
+    t = page_csrf(doc.get(f"/patients/{pid}/program").text)
+    review = doc.post(f"/patients/{pid}/program", data={**data, "csrf_token": t,
+                                                         "confirmed": "", "override_reason": ""})
+    assert "g-above_recommended" in review.text and 'id="review"' in review.text
+    ok = doc.post(f"/patients/{pid}/program", data={**data, "csrf_token": t,
+                                                     "override_reason": "rebound spasms at night"},
+                  follow_redirects=False)
+    assert ok.status_code == 303
+    assert "rebound spasms at night" in doc.get(f"/patients/{pid}").text
+
+
+def test_api_conflict_is_409_with_a_clear_message(demo_clinic: Clinic) -> None:
+    pid = patient_ids(demo_clinic)["ITB-1001"]
+    a, b = client_for(demo_clinic), client_for(demo_clinic)
+    ta, tb = login(a, "nurse.kim"), login(b, "dr.rivera")
+    version = a.get(f"/api/v1/patients/{pid}").json()["patient"]["version"]
+    r1 = a.patch(f"/api/v1/patients/{pid}", json={"version": version, "weight_kg": 80},
+                 headers={"X-CSRF-Token": ta})
+    assert r1.status_code == 200 and r1.json()["version"] == version + 1
+    r2 = b.patch(f"/api/v1/patients/{pid}", json={"version": version, "weight_kg": 90},
+                 headers={"X-CSRF-Token": tb})
+    assert r2.status_code == 409
+    assert "changed by someone else" in r2.json()["reason"]
+    assert a.get(f"/api/v1/patients/{pid}").json()["patient"]["weight_kg"] == 80
+
+
+def test_api_invalid_input_names_the_field(demo_clinic: Clinic) -> None:
+    c = client_for(demo_clinic)
+    t = login(c, "nurse.kim")
+    r = c.post("/api/v1/patients", headers={"X-CSRF-Token": t}, json={
+        "mrn": "X-1", "name": "A", "birth_date": "1990-01-01", "origin": "spinal",
+        "weight_kg": 3})
+    assert r.status_code == 422 and r.json()["field"] == "weight_kg"
+
+
+def test_openapi_document(demo_clinic: Clinic) -> None:
+    doc = client_for(demo_clinic).get("/api/v1/openapi.json").json()
+    assert "/api/v1/patients/{patient_id}/refill" in doc["paths"]
+    assert all(not p.startswith("/patients") for p in doc["paths"])
+
+
+def test_patient_view_and_static_htmx(demo_clinic: Clinic) -> None:
+    c = client_for(demo_clinic)
+    form_login(c, "mia")
+    assert c.get("/", follow_redirects=False).headers["location"] == "/me"
+    me = c.get("/me").text
+    assert "Refill by" in me and "withdrawal" in me and "Emergency contacts" in me
+    assert "Hiro Tanaka" not in me
+    js = c.get("/static/htmx.min.js")
+    assert js.status_code == 200 and "htmx" in js.text[:200]
+
+
+def test_csrf_token_endpoint_is_per_session(demo_clinic: Clinic) -> None:
+    a, b = client_for(demo_clinic), client_for(demo_clinic)
+    assert csrf_of(a) != csrf_of(b)
