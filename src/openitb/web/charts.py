@@ -48,13 +48,12 @@ def reservoir_svg(record: dict[str, Any]) -> str:
         return ""
     profile = record["profile"]
     now: datetime = record["now"]
-    pts: list[tuple[datetime, float]] = [(pump.implanted_at, 0.0)]
+    refilled = sum(r.volume_ml for r in record["refills"])
+    initial = max(0.0, float(pump.state.get("filled_nl", 0)) / 1e6 - refilled)
+    pts: list[tuple[datetime, float]] = [(pump.implanted_at, initial)]
     for r in record["refills"]:
         pts.append((r.at, r.withdrawn_ml))
         pts.append((r.at, r.volume_ml))
-    if not record["refills"]:
-        first = pump.implanted_at
-        pts = [(first, profile.capacity.value)]
     pts.append((now, pump.reservoir_ml))
     proj: list[tuple[datetime, float, str]] = []
     if pump.low_alarm_at and pump.low_alarm_at > now:
