@@ -163,3 +163,13 @@ def audit_trail(uow: UnitOfWork, limit: int = 200) -> list[AuditEntry]:
     require(uow.actor, "audit", uow)
     return list(uow.session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())
                                     .limit(max(1, min(limit, 5000)))))
+
+
+def refill_appointments(uow: UnitOfWork) -> list[tuple[int, str, str, datetime, datetime | None]]:
+    """Active pumps with a refill-by date: (pump id, patient, serial, refill-by, low alarm)."""
+    require(uow.actor, "view_clinic", uow)
+    rows = uow.session.execute(
+        select(Pump.id, Patient.name, Pump.serial, Pump.refill_by, Pump.low_alarm_at)
+        .join(Patient, Patient.id == Pump.patient_id)
+        .where(Pump.active, Pump.refill_by.is_not(None)).order_by(Pump.refill_by)).all()
+    return [(a, b, c, d, e) for a, b, c, d, e in rows]

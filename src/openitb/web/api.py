@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from openitb.clinic import accounts, queries, services
@@ -381,3 +381,26 @@ def create_user(body: UserIn, request: Request,
                                              body.password, body.patient_id))
 
 
+
+
+@router.get("/patients/{patient_id}/fhir", responses=ERRORS)
+def fhir_bundle(patient_id: int, request: Request) -> Response:
+    """The patient's record as a FHIR R5 Bundle (collection)."""
+    from openitb.interop.fhir import patient_bundle
+
+    actor = signed_in(request)
+    with uow(request, actor) as u:
+        u.action = "fhir_export"
+        bundle = patient_bundle(queries.patient_record(u, patient_id), now=u.now)
+    return Response(bundle.model_dump_json(), media_type="application/fhir+json")
+
+
+@router.get("/calendar/refills.ics", responses=ERRORS)
+def refill_feed(request: Request, actor: Actor = need("view_clinic")) -> Response:
+    """iCalendar feed of refill appointments (one all-day event per pump, on its refill-by
+    date, with a reminder 3 days before)."""
+    from openitb.interop.ical import refill_calendar
+
+    with uow(request, actor) as u:
+        body = refill_calendar(queries.refill_appointments(u), now=u.now)
+    return Response(body, media_type="text/calendar")

@@ -404,3 +404,25 @@ async def create_user(request: Request, actor: Actor = need("accounts")) -> Resp
                              data.get("role", ""), data.get("password", ""),
                              int(pid) if pid and pid.isdigit() else None)
     return redirect("/admin")
+
+
+@router.get("/patients/{patient_id}/wallet-card.pdf")
+def wallet_card(request: Request, patient_id: str) -> Response:
+    from openitb.reports.pdf import wallet_card_pdf
+
+    actor = signed_in(request)
+    with uow(request, actor) as u:
+        body = wallet_card_pdf(queries.patient_record(u, patient_id))
+    return Response(body, media_type="application/pdf",
+                    headers={"Content-Disposition": 'inline; filename="itb-wallet-card.pdf"'})
+
+
+@router.get("/patients/{patient_id}/summary.pdf")
+def therapy_summary(request: Request, patient_id: str) -> Response:
+    from openitb.reports.pdf import therapy_summary_pdf
+
+    actor = signed_in(request)
+    with uow(request, actor) as u:
+        body = therapy_summary_pdf(queries.patient_record(u, patient_id), now=u.now)
+    return Response(body, media_type="application/pdf",
+                    headers={"Content-Disposition": 'inline; filename="itb-therapy-summary.pdf"'})

@@ -75,6 +75,10 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/audit"): "audit",
     ("POST", "/api/v1/users"): "accounts",
     ("GET", "/healthz"): PUBLIC,
+    ("GET", "/patients/{patient_id}/wallet-card.pdf"): RECORD,
+    ("GET", "/patients/{patient_id}/summary.pdf"): RECORD,
+    ("GET", "/api/v1/patients/{patient_id}/fhir"): RECORD,
+    ("GET", "/api/v1/calendar/refills.ics"): "view_clinic",
 }
 
 
