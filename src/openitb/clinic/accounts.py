@@ -77,7 +77,7 @@ def create_user(uow: UnitOfWork, username: str, display_name: str, role: str, pa
     uow.action = "create_user"
     if uow.actor.role != "system":
         require(uow.actor, "accounts")
-    username = username.strip().lower()
+    username = "".join(ch for ch in username if ch >= " ").strip().lower()
     if not username or len(username) > 80 or not username.replace(".", "").replace("-", "").isalnum():
         raise InvalidInput("username", username, "1 to 80 letters, digits, dots or hyphens")
     if role not in ROLES:
@@ -99,6 +99,7 @@ def create_user(uow: UnitOfWork, username: str, display_name: str, role: str, pa
 def authenticate(uow: UnitOfWork, username: str, password: str) -> Actor:
     """The actor for good credentials; a refusal (logged) otherwise, saying nothing more."""
     uow.action = "login"
+    username = "".join(ch for ch in username if ch >= " ")[:80]
     user = uow.session.scalar(select(User).where(User.username == username.strip().lower()))
     ok = False
     if user is not None and user.active:

@@ -107,7 +107,7 @@ def patient_list(uow: UnitOfWork, search: str = "", limit: int = 200) -> list[di
     q = (select(Patient, Pump.refill_by, Pump.dose_per_day)
          .outerjoin(Pump, (Pump.patient_id == Patient.id) & Pump.active)
          .order_by(Patient.name).limit(max(1, min(limit, 1000))))
-    s = search.strip()[:100]
+    s = "".join(ch for ch in search.strip()[:100] if ch >= " ")
     if s:
         like = f"%{s.lower()}%"
         q = q.where(or_(func.lower(Patient.name).like(like), func.lower(Patient.mrn).like(like)))

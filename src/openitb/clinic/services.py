@@ -74,6 +74,8 @@ def _text(fields: Mapping[str, Any], key: str, *, max_len: int = 200, required: 
         raise InvalidInput(key, raw, f"a non-empty text up to {max_len} characters")
     if len(value) > max_len:
         raise InvalidInput(key, f"{len(value)} characters", f"at most {max_len} characters")
+    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+        raise InvalidInput(key, value, "text without control characters")
     return value
 
 

@@ -126,6 +126,8 @@ class UnitOfWork:
             key = int(str(ident))
         except ValueError:
             raise InvalidInput(f"{what}_id", ident, "a whole number") from None
+        if not 0 < key < 2**31:
+            raise NotFound(what, ident)
         row = self.session.get(model, key)
         if row is None:
             raise NotFound(what, ident)
