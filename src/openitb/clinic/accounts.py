@@ -5,6 +5,7 @@ from __future__ import annotations
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from openitb.clinic.uow import Actor, Forbidden, UnitOfWork, snapshot
 from openitb.errors import InvalidInput, RefusedOperation
@@ -118,8 +119,8 @@ def authenticate(uow: UnitOfWork, username: str, password: str) -> Actor:
     return Actor(user.username, user.role, user.id, user.patient_id)
 
 
-def load_actor(uow: UnitOfWork, user_id: int) -> Actor | None:
-    user = uow.session.get(User, user_id)
+def load_actor(session: Session, user_id: int) -> Actor | None:
+    user = session.get(User, user_id)
     if user is None or not user.active:
         return None
     return Actor(user.username, user.role, user.id, user.patient_id)

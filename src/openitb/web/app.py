@@ -14,7 +14,6 @@ from fastapi.templating import Jinja2Templates
 
 from openitb.clinic.accounts import load_actor
 from openitb.clinic.facade import Clinic
-from openitb.clinic.uow import SYSTEM
 from openitb.errors import InvalidInput, RefusedOperation
 from openitb.web import security
 from openitb.web.deps import NotSignedIn
@@ -52,8 +51,8 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
         request.state.session = session
         request.state.actor = None
         if session.get("uid") is not None:
-            with clinic.uow(SYSTEM) as u:
-                request.state.actor = load_actor(u, int(session["uid"]))
+            with clinic.factory() as s:
+                request.state.actor = load_actor(s, int(session["uid"]))
         before = dict(session)
         response: Response = await call_next(request)
         if fresh or request.state.session != before:
@@ -112,3 +111,11 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
         return {"status": "ok"}
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory openitb.web.app:app_from_env`` (several workers):
+    OPENITB_DATABASE_URL names the database, OPENITB_DEMO=1 runs the demo clock."""
+    from openitb.store.db import make_engine
+
+    return create_app(Clinic(make_engine()), demo=os.environ.get("OPENITB_DEMO") == "1")

@@ -91,8 +91,11 @@ async def logout(request: Request) -> Response:
 
 
 # ---- dashboard, patients ---------------------------------------------------------------------
+DASHBOARD_PAGE = 100
+
+
 @router.get("/")
-def home(request: Request) -> Response:
+def home(request: Request, page: int = 1) -> Response:
     actor = signed_in(request)
     if actor.role == "patient":
         return redirect("/me")
@@ -100,7 +103,11 @@ def home(request: Request) -> Response:
         return redirect("/admin")
     with uow(request, actor) as u:
         items = queries.dashboard(u)
-    return render(request, "dashboard.html", {"items": items})
+    pages = max(1, -(-len(items) // DASHBOARD_PAGE))
+    page = min(max(1, page), pages)
+    shown = items[(page - 1) * DASHBOARD_PAGE: page * DASHBOARD_PAGE]
+    return render(request, "dashboard.html", {"items": shown, "total": len(items),
+                                              "page": page, "pages": pages})
 
 
 @router.get("/patients")
