@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -199,7 +199,7 @@ def set_checklist(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]
     require(uow.actor, "checklist", uow)
     p = _patient(uow, patient_id)
     before = snapshot(p)
-    items = {key: _flag(fields, key) for key in CHECKLIST}
+    items: dict[str, Any] = {key: _flag(fields, key) for key in CHECKLIST}
     items["note"] = _text(fields, "note", max_len=1000, required=False)
     p.checklist = items
     met = all(items[k] for k in CHECKLIST)
@@ -222,14 +222,14 @@ def _mas(raw: Any, key: str) -> dict[str, float]:
     return out
 
 
-def record_screening(uow: UnitOfWork, patient_id: object, doses: list[Mapping[str, Any]],
+def record_screening(uow: UnitOfWork, patient_id: object, doses: Sequence[Mapping[str, Any]],
                      started_at: datetime | None = None) -> Screening:
     """Record the trial doses given so far, decide responder or not, propose the first dose."""
     require(uow.actor, "screening", uow)
     p = _patient(uow, patient_id)
     if p.stage not in ("candidate", "screening", "screened"):
         raise RefusedOperation(f"patient is {p.stage}: screening is for candidates", code="stage")
-    if not isinstance(doses, list) or not 1 <= len(doses) <= 3:
+    if not isinstance(doses, list | tuple) or not 1 <= len(doses) <= 3:
         raise InvalidInput("doses", doses, "1 to 3 screening doses (50, 75, 100 mcg)")
     trial: list[ScreeningDose] = []
     stored: list[dict[str, Any]] = []

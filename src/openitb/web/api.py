@@ -287,7 +287,7 @@ def refill_review(patient_id: int, body: RefillIn, request: Request,
     with uow(request, actor) as u:
         r = services.refill_review(u, patient_id, body.model_dump())
     d, b, p = r["discrepancy"], r["bridge"], r["projection"]
-    return jsonable({
+    out: dict[str, Any] = jsonable({
         "expected_ml": r["expected"].value, "withdrawn_ml": r["withdrawn"].value,
         "discrepancy_ml": d.difference_ml, "flagged": d.flagged, "threshold_ml": d.threshold.value,
         "possible_causes": list(d.possible_causes),
@@ -297,6 +297,7 @@ def refill_review(patient_id: int, body: RefillIn, request: Request,
                                           "unbridged_error_pct": b.unbridged_dose_error_pct},
         "low_alarm_at": p.low_alarm_at if p else None, "refill_by": p.refill_by if p else None,
         "drug_warning": r["drug_warning"]})
+    return out
 
 
 @router.post("/patients/{patient_id}/refill", status_code=201, responses=ERRORS)
