@@ -40,6 +40,11 @@ ALARM_MEANING = {
     "memory_error": "The pump restarted and stopped infusing (a two-tone alarm). Call the clinic "
                     "now.",
 }
+ALARM_TITLE = {
+    "low_reservoir": "Low reservoir", "eri": "Battery replacement due (ERI)",
+    "empty_reservoir": "Empty reservoir", "end_of_service": "End of service",
+    "motor_stall": "Motor stopped", "memory_error": "Pump restarted (memory error)",
+}
 WITHDRAWAL_SIGNS = ("itching", "fast heart rate", "return of spasticity", "high fever",
                     "confusion or altered mental state", "muscle rigidity")
 OVERDOSE_SIGNS = ("drowsiness", "dizziness", "slow or shallow breathing", "seizures",

@@ -20,6 +20,8 @@ def serve(
                                      help="Database URL (default: OPENITB_DATABASE_URL, else "
                                      "sqlite:///var/openitb.db)."),
     check: bool = typer.Option(False, "--check", help="Migrate (and seed) then exit."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes (more than one: "
+                                "each opens the same database)."),
 ) -> None:
     """Migrate, optionally seed the demo clinic, print the logins, serve on host:port."""
     import uvicorn
@@ -62,5 +64,15 @@ def serve(
     if check:
         return
     con.print(f"serving on http://{host}:{port}  (Ctrl+C stops)")
+    if workers > 1:
+        import os
+
+        os.environ["OPENITB_DATABASE_URL"] = clinic.engine.url.render_as_string(
+            hide_password=False)
+        os.environ["OPENITB_DEMO"] = "1" if demo or mode == "demo" else "0"
+        clinic.engine.dispose()
+        uvicorn.run("openitb.web.app:app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level="warning")
+        return
     uvicorn.run(create_app(clinic, demo=demo or mode == "demo"), host=host, port=port,
                 log_level="warning")

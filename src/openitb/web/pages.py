@@ -149,7 +149,7 @@ def patient_page(request: Request, patient_id: str) -> Response:
 
 
 def own_view(record: dict[str, Any]) -> dict[str, Any]:
-    return {**record, "meaning": queries.ALARM_MEANING,
+    return {**record, "meaning": queries.ALARM_MEANING, "titles": queries.ALARM_TITLE,
             "withdrawal_signs": queries.WITHDRAWAL_SIGNS,
             "overdose_signs": queries.OVERDOSE_SIGNS,
             "open_alarms": [a for a in record["alarms"] if a.cleared_at is None]}
