@@ -111,6 +111,10 @@ class Pump(Base):
     refill_by: Mapped[datetime | None] = mapped_column(default=None, index=True)
     eri_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
     synced_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Optimistic lock: two operations on the same pump at once cannot both write its state.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    __mapper_args__ = {"version_id_col": version}
 
     patient: Mapped[Patient] = relationship(back_populates="pumps")
 

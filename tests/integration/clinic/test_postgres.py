@@ -15,7 +15,7 @@ from sqlalchemy import text
 from openitb.clinic.facade import Clinic
 from openitb.store.db import make_engine
 
-from . import test_roles, test_services, test_web
+from . import test_migrations, test_roles, test_services, test_web
 from .conftest import postgres_url
 
 pytestmark = pytest.mark.postgres
@@ -64,3 +64,11 @@ def test_pg_demo_and_roles(pg_clinic: Clinic) -> None:
     test_services.test_demo_clinic_dashboard(pg_clinic)
     test_roles.test_role_matrix(pg_clinic)
     test_web.test_api_conflict_is_409_with_a_clear_message(pg_clinic)
+
+
+def test_pg_migrations_roundtrip(pg_clinic: Clinic) -> None:
+    test_migrations.roundtrip(pg_clinic.engine)
+
+
+def test_pg_concurrent_pump_operations(pg_clinic: Clinic) -> None:
+    test_services.test_concurrent_pump_operations_conflict(pg_clinic)

@@ -258,3 +258,19 @@ def test_demo_clinic_dashboard(demo_clinic: Clinic) -> None:
         assert {"candidate", "screening", "screened", "not_candidate", "implanted"} <= stages
         assert len(queries.patient_list(u)) == 12
     assert "ITB-1003" in patient_ids(demo_clinic)
+
+
+def test_concurrent_pump_operations_conflict(empty_clinic: Clinic) -> None:
+    """Two programs of the same pump in flight: the second to commit is refused."""
+    c = empty_clinic
+    pid = implanted(c)
+    a, b = c.uow(RN), c.uow(DR)
+    services.program(a, pid, {"dose_per_day": 310, "confirmed": True})
+    pump_b = b.session.scalars(select(Pump)).one()
+    a.__exit__(None, None, None)
+    pump_b.reservoir_ml = 1.0
+    with pytest.raises(Conflict):
+        b.__exit__(None, None, None)
+    with c.uow(RN) as u:
+        pump = u.session.scalars(select(Pump)).one()
+        assert pump.dose_per_day == 310 and pump.reservoir_ml > 10
