@@ -4,7 +4,8 @@ with uvicorn on loopback, and measure the dashboard and the patient page.
 Prints: seeding time; median and 99th-percentile latency of the dashboard (GET /) and of the
 patient page (GET /patients/{id}); sustained requests per second with concurrent clients, and
 the number of errors (must be 0). Reference in the same run: GET /healthz (the framework floor).
-Scale with OPENITB_BENCH_PATIENTS, OPENITB_BENCH_VISITS, OPENITB_BENCH_SECONDS.
+Scale with OPENITB_BENCH_PATIENTS, OPENITB_BENCH_VISITS, OPENITB_BENCH_SECONDS,
+OPENITB_BENCH_CLIENTS (concurrent clients, 8) and OPENITB_BENCH_WORKERS (server processes, 2).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy import insert
 from openitb.clinic.accounts import hash_password
 from openitb.clinic.clock import set_demo_clock
 from openitb.clinic.facade import Clinic
+from openitb.clinic.uow import SYSTEM
 from openitb.store.db import make_engine
 from openitb.store.models import Alarm, Patient, Program, Pump, Refill, User, Visit
 
@@ -84,7 +86,7 @@ def seed(url: str, patients: int, visits: int, rng: random.Random) -> None:
                 batch = []
         if batch:
             conn.execute(insert(Visit), batch)
-    with clinic.uow(__import__("openitb.clinic.uow", fromlist=["SYSTEM"]).SYSTEM, NOW) as u:
+    with clinic.uow(SYSTEM, NOW) as u:
         set_demo_clock(u.session, NOW)
     clinic.engine.dispose()
 
@@ -136,9 +138,12 @@ def main() -> int:
           f"{time.perf_counter() - t0:.1f} s ({db.stat().st_size / 1e6:.0f} MB)")
     port = free_port()
     env = {**os.environ, "OPENITB_DATABASE_URL": url, "OPENITB_DEMO": "1"}
+    server_workers = int(os.environ.get("OPENITB_BENCH_WORKERS", "2"))
+    print(f"uvicorn with {server_workers} worker processes")
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "openitb.web.app:app_from_env",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env)
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+         "--workers", str(server_workers)], env=env)
     base = f"http://127.0.0.1:{port}"
     errors = 0
     try:
