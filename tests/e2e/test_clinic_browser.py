@@ -157,3 +157,25 @@ def test_patient_sees_only_own_page(server: tuple[str, dict[str, int]], browser:
     shot(page, "08-patient-refused-other-record")
     resp = page.goto(f"{base}/")
     assert page.url.endswith("/me")
+
+
+def test_nurse_acknowledges_alarm_with_htmx_and_moves_the_clock(
+        server: tuple[str, dict[str, int]], browser: object) -> None:
+    base, ids = server
+    page = sign_in(browser, base, "nurse.kim")
+    page.get_by_role("link", name="Alarm inbox").click()
+    page.wait_for_load_state()
+    item = page.locator("li", has_text="motor stall").filter(has_text="Lucia Garcia").first
+    item.get_by_label("What was done").fill("rang the patient: no withdrawal signs; recheck 24 h")
+    item.get_by_role("button", name="Acknowledge").click()
+    item.get_by_text("Acknowledged.").wait_for(timeout=10_000)  # swapped in by htmx, no reload
+    shot(page, "09-alarm-acknowledged-htmx")
+    before = page.locator("#clinic-now").inner_text()
+    page.get_by_role("button", name="+1 week").click()
+    page.wait_for_load_state()
+    after = page.locator("#clinic-now").inner_text()
+    assert after != before and after > before
+    page.goto(f"{base}/")
+    shot(page, "10-dashboard-a-week-later")
+    assert page.locator("#dashboard tr", has_text="Lucia Garcia").filter(
+        has_text="motor stall").count() == 0
