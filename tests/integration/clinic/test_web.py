@@ -156,3 +156,47 @@ def test_patient_view_and_static_htmx(demo_clinic: Clinic) -> None:
 def test_csrf_token_endpoint_is_per_session(demo_clinic: Clinic) -> None:
     a, b = client_for(demo_clinic), client_for(demo_clinic)
     assert csrf_of(a) != csrf_of(b)
+
+
+def test_register_screen_and_implant_through_the_pages(demo_clinic: Clinic) -> None:
+    doc = client_for(demo_clinic)
+    form_login(doc, "dr.rivera")
+    t = page_csrf(doc.get("/patients/new").text)
+    bad = doc.post("/patients/new", data={"csrf_token": t, "mrn": "W-1", "name": "Web Patient",
+                                          "birth_date": "1985-02-03", "origin": "spinal",
+                                          "weight_kg": "abc"})
+    assert bad.status_code == 422 and "weight_kg" in bad.text and 'value="Web Patient"' in bad.text
+    r = doc.post("/patients/new", data={"csrf_token": t, "mrn": "W-1", "name": "Web Patient",
+                                        "birth_date": "1985-02-03", "origin": "spinal",
+                                        "weight_kg": "68", "injury_level": "T3"},
+                 follow_redirects=False)
+    assert r.status_code == 303
+    url = r.headers["location"]
+    page = doc.get(url).text
+    assert "Higher withdrawal risk" in page and "T3" in page
+    screening = {"csrf_token": t, "given_0": "on", "effect_0": "10",
+                 "before_0_hip_adductors": "3", "after_0_hip_adductors": "1",
+                 "before_0_knee_extensors": "2", "after_0_knee_extensors": "1"}
+    r = doc.post(f"{url}/screening", data=screening, follow_redirects=False)
+    assert r.status_code == 303
+    page = doc.get(url).text
+    assert "screened" in page and "first pump dose 50 mcg/day" in page  # effect > 8 h
+    r = doc.post(f"{url}/implant", data={"csrf_token": t, "profile": "itb-20",
+                                         "serial": "SN-WEB-1", "catheter_length_cm": "85",
+                                         "tip_level": "T9", "volume_ml": "20",
+                                         "concentration": "500", "dose_per_day": ""},
+                 follow_redirects=False)
+    assert r.status_code == 303, r.text
+    page = doc.get(url).text
+    assert 'id="stage">implanted' in page and "50 mcg/day at 500 mcg/mL" in page
+    assert "priming" in page
+    # A stale edit form: 409 with the clear message, and nothing saved.
+    version = re.search(r'name="version" value="(\d+)"', page).group(1)  # type: ignore[union-attr]
+    ok = doc.post(f"{url}/edit", data={"csrf_token": t, "version": version, "name": "Web Patient",
+                                       "weight_kg": "69", "risk_high_injury": "on"},
+                  follow_redirects=False)
+    assert ok.status_code == 303
+    stale = doc.post(f"{url}/edit", data={"csrf_token": t, "version": version,
+                                          "name": "Web Patient", "weight_kg": "99"})
+    assert stale.status_code == 409 and "changed by someone else" in stale.text
+    assert "99" not in re.search(r'id="e-weight"[^>]*>', doc.get(url).text).group(0)  # type: ignore[union-attr]
