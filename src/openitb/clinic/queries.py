@@ -138,10 +138,27 @@ def patient_record(uow: UnitOfWork, patient_id: object) -> dict[str, Any]:
                           .order_by(MriRecord.scan_start)))
     visits = list(s.scalars(select(Visit).where(Visit.patient_id == pid)
                             .order_by(Visit.at.desc(), Visit.id.desc()).limit(200)))
+    timeline: list[TimelineEntry] = [
+        TimelineEntry(v.at, v.kind, v.summary, v.by_user) for v in visits]
+    timeline += [TimelineEntry(a.raised_at, "alarm raised",
+                               f"{'critical' if a.critical else 'non-critical'} "
+                               f"{a.kind.replace('_', ' ')} alarm"
+                               + (f" ({a.reason})" if a.reason else ""), "pump")
+                 for a in alarms]
+    timeline.sort(key=lambda e: e.at, reverse=True)
     return {"patient": patient, "pump": pump, "programs": programs, "refills": refills,
             "alarms": alarms, "screenings": screenings, "mris": mris, "visits": visits,
+            "timeline": timeline[:300],
             "profile": get_pump(pump.profile) if pump else None,
             "risk": withdrawal_risk(patient), "now": uow.now}
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    kind: str
+    summary: str
+    by_user: str
 
 
 def withdrawal_risk(p: Patient) -> list[str]:

@@ -274,3 +274,30 @@ def test_concurrent_pump_operations_conflict(empty_clinic: Clinic) -> None:
     with c.uow(RN) as u:
         pump = u.session.scalars(select(Pump)).one()
         assert pump.dose_per_day == 310 and pump.reservoir_ml > 10
+
+
+def test_flex_program_and_the_per_hour_mistake(empty_clinic: Clinic) -> None:
+    pid = implanted(empty_clinic)
+    with empty_clinic.uow(DR) as u:
+        review = services.program_review(u, pid, {"mode": "flex", "context": "maintenance",
+                                                  "steps": "00:00 330\n06:00 300\n22:00 330"})
+        assert review.proposed.daily_dose().value == pytest.approx(310)
+        assert review.classification.value == "within"
+    # A morning dose typed per hour in every step: 60 mcg/h is 1440 mcg/day: refused even
+    # for a physician with a reason (beyond the absolute step from 300 mcg/day).
+    with pytest.raises(RefusedOperation) as r, empty_clinic.uow(DR) as u:
+        services.program(u, pid, {"mode": "flex", "steps": "06:00 1440\n07:00 1440",
+                                  "confirmed": True, "override_reason": "morning dose"})
+    assert r.value.code == "guardrail_absolute" and "1440 mcg/day" in r.value.reason
+    with pytest.raises(InvalidInput) as e, empty_clinic.uow(DR) as u:
+        services.program_review(u, pid, {"mode": "flex", "steps": "six 100"})
+    assert e.value.field.startswith("steps")
+
+
+def test_timeline_has_visits_and_alarms(empty_clinic: Clinic) -> None:
+    pid = implanted(empty_clinic)
+    with empty_clinic.uow(RN) as u:
+        services.advance_clock(u, {"step": "next_alarm"})
+    with empty_clinic.uow(RN) as u:
+        kinds = [e.kind for e in queries.patient_record(u, pid)["timeline"]]
+        assert kinds[0] == "alarm raised" and "implant" in kinds and "registration" in kinds
