@@ -179,3 +179,35 @@ def test_nurse_acknowledges_alarm_with_htmx_and_moves_the_clock(
     shot(page, "10-dashboard-a-week-later")
     assert page.locator("#dashboard tr", has_text="Lucia Garcia").filter(
         has_text="motor stall").count() == 0
+
+
+UNLABELLED = """() => [...document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button')].filter(el => {
+  const name = (el.labels && el.labels.length) || el.getAttribute('aria-label')
+    || (el.tagName === 'BUTTON' && el.textContent.trim());
+  return !name;
+}).map(el => el.outerHTML.slice(0, 120))"""
+
+
+def test_pages_are_labelled_and_keyboard_usable(server: tuple[str, dict[str, int]],
+                                                browser: object) -> None:
+    base, ids = server
+    ctx = browser.new_context()  # type: ignore[attr-defined]
+    page = ctx.new_page()
+    page.goto(f"{base}/login")
+    # Keyboard only: the username field has focus; Tab to the password; Enter submits.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'username'")
+    page.keyboard.type("dr.rivera")
+    page.keyboard.press("Tab")
+    page.keyboard.type(DEMO_PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{base}/")
+    pid = ids["ITB-1001"]
+    for path in ("/", "/patients", "/patients/new", f"/patients/{pid}", f"/patients/{pid}/program",
+                 f"/patients/{pid}/refill", f"/patients/{ids['ITB-1011']}/screening",
+                 f"/patients/{ids['ITB-1011']}/implant", "/alarms"):
+        page.goto(f"{base}{path}")
+        assert page.evaluate(UNLABELLED) == [], path
+        assert page.locator("h1").count() == 1, path
+        assert page.get_attribute("html", "lang") == "en"
+    ctx.close()
