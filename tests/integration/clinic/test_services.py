@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DatabaseError
 
 from openitb.clinic import accounts, queries, services
@@ -301,3 +301,48 @@ def test_timeline_has_visits_and_alarms(empty_clinic: Clinic) -> None:
     with empty_clinic.uow(RN) as u:
         kinds = [e.kind for e in queries.patient_record(u, pid)["timeline"]]
         assert kinds[0] == "alarm raised" and "implant" in kinds and "registration" in kinds
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_year_of_dashboard_driven_refills_never_runs_dry(empty_clinic: Clinic,
+                                                          seed: int) -> None:
+    """A nurse who refills whatever the dashboard lists as due: over a year, with random dose
+    changes and concentration switches, no pump runs empty and every refill books a later date."""
+    import random
+
+    rng = random.Random(seed)
+    c = empty_clinic
+    pid = implanted(c)
+    concentrations = [500.0, 1000.0, 2000.0]
+    refills = 0
+    for _week in range(52):
+        with c.uow(RN) as u:
+            services.advance_clock(u, {"step": "week"})
+        with c.uow(RN) as u:
+            due = [i for i in queries.dashboard(u)
+                   if i.kind in ("refill_due", "overdue") and i.patient_id == pid]
+        if due:
+            conc = rng.choice(concentrations)
+            with c.uow(RN) as u:
+                review = services.refill_review(u, pid, {"withdrawn_ml": 0, "volume_ml": 20,
+                                                         "concentration": conc})
+                withdrawn = max(0.0, round(review["expected"].value - 0.1, 2))
+            with c.uow(RN) as u:
+                services.refill(u, pid, {"withdrawn_ml": withdrawn, "volume_ml": 20,
+                                         "concentration": conc, "confirmed": True})
+                pump = u.session.scalars(select(Pump)).one()
+                assert pump.refill_by is not None and pump.refill_by > u.now
+            refills += 1
+        if rng.random() < 0.2:
+            with c.uow(DR) as u:
+                pump = u.session.scalars(select(Pump)).one()
+                dose = round(pump.dose_per_day * rng.uniform(0.9, 1.1))
+                services.program(u, pid, {"dose_per_day": dose, "confirmed": True,
+                                          "override_reason": "randomised test change"})
+    with c.uow(RN) as u:
+        kinds = {a.kind for a in u.session.scalars(select(Alarm))}
+        assert "empty_reservoir" not in kinds
+        assert refills >= 4
+        n_ok = u.session.scalar(select(func.count()).select_from(AuditEntry)
+                                .where(AuditEntry.action == "refill"))
+        assert n_ok == refills
