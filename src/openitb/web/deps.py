@@ -29,7 +29,9 @@ def clinic(request: Request) -> Clinic:
 
 
 def uow(request: Request, actor: Actor) -> UnitOfWork:
-    return clinic(request).uow(actor)
+    u = clinic(request).uow(actor)
+    request.state.clinic_now = u.now
+    return u
 
 
 def signed_in(request: Request) -> Actor:

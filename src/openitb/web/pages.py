@@ -11,7 +11,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from openitb.clinic import accounts, queries, services
-from openitb.clinic.clock import clock_mode
 from openitb.clinic.uow import Actor
 from openitb.devices import load_catalog
 from openitb.drugs import load_library
@@ -28,11 +27,13 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
     actor: Actor | None = request.state.actor
     base = {"actor": actor, "csrf": request.state.session.get("csrf"),
             "demo": request.app.state.demo, "path": request.url.path}
-    with request.app.state.clinic.factory() as s:
-        from openitb.clinic.clock import clinic_now
+    now = getattr(request.state, "clinic_now", None)
+    if now is None:
+        with request.app.state.clinic.factory() as s:
+            from openitb.clinic.clock import clinic_now
 
-        base["clinic_now"] = clinic_now(s)
-        base["clock_mode"] = clock_mode(s)
+            now = clinic_now(s)
+    base["clinic_now"] = now
     return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
 

@@ -72,3 +72,7 @@ def test_pg_migrations_roundtrip(pg_clinic: Clinic) -> None:
 
 def test_pg_concurrent_pump_operations(pg_clinic: Clinic) -> None:
     test_services.test_concurrent_pump_operations_conflict(pg_clinic)
+
+
+def test_pg_a_year_of_refills(pg_clinic: Clinic) -> None:
+    test_services.test_a_year_of_dashboard_driven_refills_never_runs_dry(pg_clinic, 3)
