@@ -7,13 +7,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openitb.clinic.accounts import load_actor
 from openitb.clinic.facade import Clinic
+from openitb.clinic.uow import Actor
 from openitb.errors import InvalidInput, RefusedOperation
 from openitb.web import security
 from openitb.web.deps import NotSignedIn
@@ -26,13 +30,68 @@ STATUS = {"forbidden": 403, "not_found": 404, "conflict": 409, "unauthenticated"
           "csrf": 403}
 
 
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+     b"script-src 'self'; frame-ancestors 'none'"),
+]
+
+
+class SessionMiddleware:
+    """Pure ASGI: read the signed session cookie, load the actor (in a worker thread, so the
+    event loop never waits on the database), and write the cookie back when it changed."""
+
+    def __init__(self, app: ASGIApp, clinic: Clinic, codec: security.SessionCodec,
+                 secure: bool) -> None:
+        self.app, self.clinic, self.codec, self.secure = app, clinic, codec, secure
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cookie = Request(scope).cookies.get(security.COOKIE)
+        data = self.codec.load(cookie)
+        fresh = data is None
+        session = data or security.new_session()
+        state = scope.setdefault("state", {})
+        state["session"] = session
+        state["actor"] = None
+        if session.get("uid") is not None:
+            state["actor"] = await anyio.to_thread.run_sync(self._actor, int(session["uid"]))
+        before = dict(session)
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                current = state.get("session", session)
+                if fresh or current != before:
+                    value = self.codec.dump(current)
+                    flags = f"Max-Age={security.MAX_AGE_S}; Path=/; HttpOnly; SameSite=lax"
+                    if self.secure:
+                        flags += "; Secure"
+                    headers.append("set-cookie", f"{security.COOKIE}={value}; {flags}")
+                for key, val in SECURITY_HEADERS:
+                    if key.decode() not in headers:
+                        headers.append(key.decode(), val.decode())
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+    def _actor(self, uid: int) -> Actor | None:
+        with self.clinic.factory() as s:
+            return load_actor(s, uid)
+
+
 def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | None = None) -> FastAPI:
     app = FastAPI(
         title="OpenITB clinic",
         version="0.1.0",
         description="Intrathecal baclofen clinic: patients, screening, implant, programming, "
         "refills, alarms. Simulation, training and research only; not a medical device.",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # Swagger UI would load from a CDN; the document itself is served
         openapi_url="/api/v1/openapi.json",
         redoc_url=None,
     )
@@ -43,30 +102,7 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
     secure = (os.environ.get("OPENITB_SECURE_COOKIES") == "1") if secure_cookies is None \
         else secure_cookies
 
-    @app.middleware("http")
-    async def session_middleware(request: Request, call_next: Any) -> Response:
-        data = codec.load(request.cookies.get(security.COOKIE))
-        fresh = data is None
-        session = data or security.new_session()
-        request.state.session = session
-        request.state.actor = None
-        if session.get("uid") is not None:
-            with clinic.factory() as s:
-                request.state.actor = load_actor(s, int(session["uid"]))
-        before = dict(session)
-        response: Response = await call_next(request)
-        if fresh or request.state.session != before:
-            response.set_cookie(security.COOKIE, codec.dump(request.state.session),
-                                max_age=security.MAX_AGE_S, httponly=True, samesite="lax",
-                                secure=secure, path="/")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            "script-src 'self'; frame-ancestors 'none'")
-        return response
+    app.add_middleware(SessionMiddleware, clinic=clinic, codec=codec, secure=secure)
 
     def wants_json(request: Request) -> bool:
         return request.url.path.startswith("/api/")
