@@ -115,6 +115,7 @@ def test_nurse_refill_with_concentration_change(server: tuple[str, dict[str, int
     page.get_by_role("button", name="Perform refill").click()
     page.wait_for_load_state()
     assert "2000 mcg/mL" in page.locator("#dose").inner_text()
+    assert "bridge bolus started" in page.locator("#notice").inner_text()
     assert "bridge bolus" in page.locator("#timeline").inner_text()
     shot(page, "03-patient-after-refill")
     page.get_by_role("link", name="Dashboard").click()

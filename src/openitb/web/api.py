@@ -18,7 +18,7 @@ from openitb.clinic.uow import Actor, jsonable, snapshot
 from openitb.errors import RefusedOperation
 from openitb.programmer.review import Review
 from openitb.web import security
-from openitb.web.deps import check_csrf, need, signed_in, uow
+from openitb.web.deps import check_csrf, need, sign_in, signed_in, uow
 
 router = APIRouter(prefix="/api/v1", tags=["clinic"])
 
@@ -171,8 +171,7 @@ def _csrf(request: Request) -> None:
 def login(body: Login, request: Request) -> dict[str, Any]:
     """Sign in: sets the session cookie; returns the CSRF token for unsafe requests."""
     _csrf(request)
-    with uow(request, Actor("anonymous", "anonymous")) as u:
-        actor = accounts.authenticate(u, body.username, body.password)
+    actor = sign_in(request, body.username, body.password)
     request.state.session = security.new_session(actor.user_id)
     return {"username": actor.username, "role": actor.role, "patient_id": actor.patient_id,
             "csrf_token": request.state.session["csrf"]}

@@ -27,7 +27,7 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 log = logging.getLogger("openitb.web")
 
 STATUS = {"forbidden": 403, "not_found": 404, "conflict": 409, "unauthenticated": 401,
-          "csrf": 403}
+          "csrf": 403, "throttled": 429}
 
 
 SECURITY_HEADERS = [
@@ -97,6 +97,9 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
     )
     app.state.clinic = clinic
     app.state.demo = demo
+    from openitb.web.throttle import LoginThrottle
+
+    app.state.login_throttle = LoginThrottle()
     with clinic.factory() as s:
         codec = security.SessionCodec(security.secret_key(s))
     secure = (os.environ.get("OPENITB_SECURE_COOKIES") == "1") if secure_cookies is None \

@@ -71,3 +71,27 @@ def check_csrf(request: Request, form_token: str | None = None) -> None:
 
 
 Handler = Callable[..., Any]
+
+
+def sign_in(request: Request, username: str, password: str) -> Actor:
+    """Authenticate through the throttle: too many recent failures for the username are
+    refused (429, logged) without checking the password."""
+    from openitb.clinic.accounts import authenticate
+
+    throttle = request.app.state.login_throttle
+    anonymous = Actor("".join(ch for ch in username if ch >= " ")[:80] or "-", "anonymous")
+    wait = throttle.wait_seconds(username)
+    if wait > 0:
+        with uow(request, anonymous) as u:
+            u.action = "login"
+            raise RefusedOperation(
+                f"too many failed sign-ins for this username: try again in {wait / 60:.0f} "
+                "minutes", code="throttled")
+    try:
+        with uow(request, anonymous) as u:
+            actor = authenticate(u, username, password)
+    except RefusedOperation:
+        throttle.failed(username)
+        raise
+    throttle.succeeded(username)
+    return actor

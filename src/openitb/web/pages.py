@@ -16,7 +16,7 @@ from openitb.devices import load_catalog
 from openitb.drugs import load_library
 from openitb.errors import InvalidInput, OpenITBError, RefusedOperation
 from openitb.web import charts, security
-from openitb.web.deps import check_csrf, need, signed_in, uow
+from openitb.web.deps import check_csrf, need, sign_in, signed_in, uow
 
 router = APIRouter(include_in_schema=False)
 
@@ -75,11 +75,11 @@ def login_form(request: Request, next: str = "/") -> Response:
 async def login(request: Request) -> Response:
     data = await form_of(request)
     try:
-        with uow(request, Actor("anonymous", "anonymous")) as u:
-            actor = accounts.authenticate(u, data.get("username", ""), data.get("password", ""))
+        actor = sign_in(request, data.get("username", ""), data.get("password", ""))
     except RefusedOperation as exc:
         return render(request, "login.html", {"next": safe_next(data.get("next")),
-                                              "error": exc.reason}, status=401)
+                                              "error": exc.reason},
+                      status=429 if exc.code == "throttled" else 401)
     request.state.session = security.new_session(actor.user_id)
     return redirect(safe_next(data.get("next")))
 
@@ -143,8 +143,15 @@ def patient_page(request: Request, patient_id: str) -> Response:
         record = queries.patient_record(u, patient_id)
     if actor.role == "patient":
         return render(request, "me.html", own_view(record))
+    notice = None
+    refilled = request.query_params.get("refilled")
+    if refilled and record["refills"] and str(record["refills"][-1].id) == refilled:
+        last = record["refills"][-1]
+        notice = (f"Refill recorded: {last.volume_ml:g} mL at {last.concentration:g} mcg/mL"
+                  + ("; bridge bolus started" if last.bridge else "")
+                  + (f"; next refill by {last.refill_by:%Y-%m-%d}" if last.refill_by else ""))
     return render(request, "patient.html", {
-        **record, "reservoir_chart": charts.reservoir_svg(record),
+        **record, "notice": notice, "reservoir_chart": charts.reservoir_svg(record),
         "dose_chart": charts.dose_svg(record), "checklist_items": services.CHECKLIST,
         "error": request.query_params.get("error")})
 

@@ -200,3 +200,34 @@ def test_register_screen_and_implant_through_the_pages(demo_clinic: Clinic) -> N
                                           "name": "Web Patient", "weight_kg": "99"})
     assert stale.status_code == 409 and "changed by someone else" in stale.text
     assert "99" not in re.search(r'id="e-weight"[^>]*>', doc.get(url).text).group(0)  # type: ignore[union-attr]
+
+
+def test_sign_in_is_throttled_after_repeated_failures(demo_clinic: Clinic) -> None:
+    c = client_for(demo_clinic)
+    token = csrf_of(c)
+    for _ in range(5):
+        r = c.post("/api/v1/auth/login", json={"username": "nurse.kim", "password": "guess"},
+                   headers={"X-CSRF-Token": token})
+        assert r.status_code == 401
+    r = c.post("/api/v1/auth/login", json={"username": "nurse.kim", "password": DEMO_PASSWORD},
+               headers={"X-CSRF-Token": token})
+    assert r.status_code == 429 and "too many failed sign-ins" in r.json()["reason"]
+    other = c.post("/api/v1/auth/login", json={"username": "dr.rivera", "password": DEMO_PASSWORD},
+                   headers={"X-CSRF-Token": token})
+    assert other.status_code == 200
+    with demo_clinic.uow(SYSTEM) as u:
+        codes = [e.after.get("code") for e in u.session.scalars(select(AuditEntry).where(
+            AuditEntry.actor == "nurse.kim", AuditEntry.outcome == "refused")) if e.after]
+        assert codes.count("unauthenticated") == 5 and codes.count("throttled") == 1
+
+
+def test_throttle_window_passes() -> None:
+    from openitb.web.throttle import LoginThrottle
+
+    now = [0.0]
+    t = LoginThrottle(max_failures=2, window_s=60, clock=lambda: now[0])
+    t.failed("A")
+    t.failed("a")
+    assert t.wait_seconds("a") == 60
+    now[0] = 61
+    assert t.wait_seconds("a") == 0
