@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
@@ -116,11 +118,43 @@ def authenticate(uow: UnitOfWork, username: str, password: str) -> Actor:
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     uow.audit("login", "user", user.id, None, {"username": user.username})
-    return Actor(user.username, user.role, user.id, user.patient_id)
+    return Actor(user.username, user.role, user.id, user.patient_id, user.session_epoch)
 
 
-def load_actor(session: Session, user_id: int) -> Actor | None:
+def load_actor(session: Session, user_id: int, epoch: int = 0) -> Actor | None:
+    """The actor of a session, or None if the user is gone, inactive, or signed out since."""
     user = session.get(User, user_id)
-    if user is None or not user.active:
+    if user is None or not user.active or user.session_epoch != epoch:
         return None
-    return Actor(user.username, user.role, user.id, user.patient_id)
+    return Actor(user.username, user.role, user.id, user.patient_id, user.session_epoch)
+
+
+def end_sessions(uow: UnitOfWork) -> None:
+    """Sign out: every session of this user issued so far stops working."""
+    uow.action = "logout"
+    user = uow.session.get(User, uow.actor.user_id) if uow.actor.user_id else None
+    if user is None:
+        return
+    user.session_epoch += 1
+    uow.audit("logout", "user", user.id, None, {"session_epoch": user.session_epoch})
+
+
+def feed_token(uow: UnitOfWork) -> str:
+    """The user's calendar feed token, made on first use."""
+    require(uow.actor, "view_clinic", uow)
+    user = uow.session.get(User, uow.actor.user_id) if uow.actor.user_id else None
+    if user is None:
+        raise Forbidden("no account")
+    if not user.feed_token:
+        user.feed_token = secrets.token_urlsafe(32)
+        uow.audit("feed_token", "user", user.id, None, {"feed_token": "issued"})
+    return user.feed_token
+
+
+def actor_for_feed(session: Session, token: str) -> Actor | None:
+    if not token or len(token) > 64:
+        return None
+    user = session.scalar(select(User).where(User.feed_token == token))
+    if user is None or not user.active or user.role not in STAFF:
+        return None
+    return Actor(user.username, user.role, user.id, user.patient_id, user.session_epoch)

@@ -43,6 +43,7 @@ class Actor:
     role: str  # physician | nurse | patient | admin | system
     user_id: int | None = None
     patient_id: int | None = None
+    epoch: int = 0  # the user's session epoch when this actor signed in
 
 
 SYSTEM = Actor("system", "system")

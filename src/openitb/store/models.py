@@ -85,6 +85,12 @@ class User(Base):
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+    # Sessions carry the epoch they were issued in; signing out bumps it, ending them all.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Secret part of the personal calendar feed URL (calendar clients send no cookie).
+    feed_token: Mapped[str | None] = mapped_column(String(64), default=None)
+
+    __table_args__ = (Index("uq_users_feed_token", "feed_token", unique=True),)
 
 
 class Pump(Base):

@@ -172,7 +172,7 @@ def login(body: Login, request: Request) -> dict[str, Any]:
     """Sign in: sets the session cookie; returns the CSRF token for unsafe requests."""
     _csrf(request)
     actor = sign_in(request, body.username, body.password)
-    request.state.session = security.new_session(actor.user_id)
+    request.state.session = security.new_session(actor.user_id, actor.epoch)
     return {"username": actor.username, "role": actor.role, "patient_id": actor.patient_id,
             "csrf_token": request.state.session["csrf"]}
 
@@ -186,6 +186,10 @@ def csrf(request: Request) -> dict[str, str]:
 @router.post("/auth/logout", responses=ERRORS)
 def logout(request: Request) -> dict[str, str]:
     _csrf(request)
+    actor = request.state.actor
+    if actor is not None:
+        with uow(request, actor) as u:
+            accounts.end_sessions(u)
     request.state.session = security.new_session()
     return {"status": "signed out"}
 

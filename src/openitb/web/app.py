@@ -60,7 +60,11 @@ class SessionMiddleware:
         state["session"] = session
         state["actor"] = None
         if session.get("uid") is not None:
-            state["actor"] = await anyio.to_thread.run_sync(self._actor, int(session["uid"]))
+            state["actor"] = await anyio.to_thread.run_sync(
+                self._actor, int(session["uid"]), int(session.get("epoch") or 0))
+            if state["actor"] is None:  # signed out elsewhere, or the account is gone
+                session = state["session"] = security.new_session()
+                fresh = True
         before = dict(session)
 
         async def send_with_cookie(message: Message) -> None:
@@ -80,9 +84,9 @@ class SessionMiddleware:
 
         await self.app(scope, receive, send_with_cookie)
 
-    def _actor(self, uid: int) -> Actor | None:
+    def _actor(self, uid: int, epoch: int) -> Actor | None:
         with self.clinic.factory() as s:
-            return load_actor(s, uid)
+            return load_actor(s, uid, epoch)
 
 
 def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | None = None) -> FastAPI:

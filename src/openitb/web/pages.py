@@ -80,15 +80,42 @@ async def login(request: Request) -> Response:
         return render(request, "login.html", {"next": safe_next(data.get("next")),
                                               "error": exc.reason},
                       status=429 if exc.code == "throttled" else 401)
-    request.state.session = security.new_session(actor.user_id)
+    request.state.session = security.new_session(actor.user_id, actor.epoch)
     return redirect(safe_next(data.get("next")))
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     await form_of(request)
+    actor = request.state.actor
+    if actor is not None:
+        with uow(request, actor) as u:
+            accounts.end_sessions(u)
     request.state.session = security.new_session()
     return redirect("/login")
+
+
+@router.post("/calendar-feed")
+async def calendar_feed(request: Request, actor: Actor = need("view_clinic")) -> Response:
+    await form_of(request)
+    with uow(request, actor) as u:
+        token = accounts.feed_token(u)
+    url = f"{request.base_url}calendar/{token}/refills.ics"
+    return render(request, "feed.html", {"url": url})
+
+
+@router.get("/calendar/{token}/refills.ics")
+def calendar_by_token(request: Request, token: str) -> Response:
+    """For calendar clients, which send no cookie: the token in the URL names the user."""
+    from openitb.interop.ical import refill_calendar
+
+    with request.app.state.clinic.factory() as s:
+        actor = accounts.actor_for_feed(s, token)
+    if actor is None:
+        raise RefusedOperation("no calendar feed at this address", code="not_found")
+    with uow(request, actor) as u:
+        body = refill_calendar(queries.refill_appointments(u), now=u.now)
+    return Response(body, media_type="text/calendar")
 
 
 # ---- dashboard, patients ---------------------------------------------------------------------

@@ -55,8 +55,8 @@ class SessionCodec:
         return str(self.serializer.dumps(data))
 
 
-def new_session(uid: int | None = None) -> dict[str, Any]:
-    return {"uid": uid, "csrf": secrets.token_urlsafe(32)}
+def new_session(uid: int | None = None, epoch: int = 0) -> dict[str, Any]:
+    return {"uid": uid, "epoch": epoch, "csrf": secrets.token_urlsafe(32)}
 
 
 def csrf_ok(session: dict[str, Any], given: str | None) -> bool:

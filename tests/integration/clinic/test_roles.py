@@ -79,6 +79,8 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/patients/{patient_id}/summary.pdf"): RECORD,
     ("GET", "/api/v1/patients/{patient_id}/fhir"): RECORD,
     ("GET", "/api/v1/calendar/refills.ics"): "view_clinic",
+    ("POST", "/calendar-feed"): "view_clinic",
+    ("GET", "/calendar/{token}/refills.ics"): PUBLIC,  # the token is the credential
 }
 
 
@@ -116,7 +118,8 @@ def test_role_matrix(demo_clinic: Clinic) -> None:
     with demo_clinic.uow(SYSTEM) as u:
         alarm_id = u.session.scalars(select(Alarm.id)).first()
         mri_id = u.session.scalars(select(MriRecord.id)).first()
-    fill = {"patient_id": str(own), "alarm_id": str(alarm_id), "mri_id": str(mri_id)}
+    fill = {"patient_id": str(own), "alarm_id": str(alarm_id), "mri_id": str(mri_id),
+            "token": "no-such-token"}
     failures = []
     for role in ROLES:
         client = TestClient(create_app(demo_clinic, demo=True))
@@ -131,6 +134,9 @@ def test_role_matrix(demo_clinic: Clinic) -> None:
             elif method == "POST":
                 kw["data"] = {"csrf_token": token}
             r = client.request(method, url, **kw)
+            if "{token}" in path:
+                assert r.status_code == 404, (role, r.status_code)  # a wrong token: nothing
+                continue
             denied = r.status_code in (401, 403) or (
                 r.status_code == 303 and r.headers["location"].startswith("/login"))
             expect = allowed(rule, role)

@@ -231,3 +231,34 @@ def test_throttle_window_passes() -> None:
     assert t.wait_seconds("a") == 60
     now[0] = 61
     assert t.wait_seconds("a") == 0
+
+
+def test_sign_out_ends_every_session_of_the_user(demo_clinic: Clinic) -> None:
+    a, b = client_for(demo_clinic), client_for(demo_clinic)
+    login(a, "nurse.kim")
+    tb = login(b, "nurse.kim")
+    stolen = dict(a.cookies)
+    assert a.get("/api/v1/dashboard").status_code == 200
+    assert b.post("/api/v1/auth/logout", headers={"X-CSRF-Token": tb}).status_code == 200
+    assert a.get("/api/v1/dashboard").status_code == 401  # the other session ended too
+    replay = client_for(demo_clinic)
+    replay.cookies.update(stolen)
+    assert replay.get("/api/v1/dashboard").status_code == 401
+    login(a, "nurse.kim")
+    assert a.get("/api/v1/dashboard").status_code == 200
+
+
+def test_personal_calendar_feed_by_token(demo_clinic: Clinic) -> None:
+    from icalendar import Calendar
+
+    c = client_for(demo_clinic)
+    form_login(c, "nurse.kim")
+    page = c.post("/calendar-feed", data={"csrf_token": page_csrf(c.get("/").text)})
+    url = re.search(r'value="(http[^"]+refills\.ics)"', page.text).group(1)  # type: ignore[union-attr]
+    path = url.split("://", 1)[1].split("/", 1)[1]
+    anonymous = client_for(demo_clinic)  # a calendar client: no cookie
+    r = anonymous.get("/" + path)
+    assert r.status_code == 200
+    summaries = [str(e.get("summary")) for e in Calendar.from_ical(r.content).walk("VEVENT")]
+    assert "ITB refill: Hiro Tanaka" in summaries
+    assert anonymous.get("/calendar/wrong/refills.ics").status_code == 404
