@@ -580,6 +580,75 @@ def plan_replacement(uow: UnitOfWork, patient_id: object, fields: Mapping[str, A
     return v
 
 
+def replace_pump(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Pump:
+    """Replace the pump (at ERI or for a fault): explant the old one, implant the new one with
+    the same program, fill and start it. A retained catheter is already full of drug, so only
+    the new pump's internal path is primed; a replaced catheter is primed whole."""
+    require(uow.actor, "replacement", uow)
+    p = _patient(uow, patient_id)
+    old = active_pump(uow, p)
+    catalog = load_catalog()
+    profile_name = _choice({"profile": fields.get("profile") or old.profile}, "profile",
+                           tuple(catalog.pumps))
+    profile = get_pump(profile_name)
+    serial = _text(fields, "serial", max_len=40)
+    if uow.session.scalar(select(Pump).where(Pump.serial == serial)) is not None:
+        raise RefusedOperation(f"serial {serial!r} is already implanted", code="conflict")
+    catheter = catalog.catheter(old.catheter)
+    new_catheter = _flag(fields, "catheter_replaced")
+    length = (catheter.check_length(_number(fields, "catheter_length_cm", 1, 500, "cm"))
+              if new_catheter else old.catheter_length_cm)
+    tip = (_level(_text(fields, "tip_level", max_len=10), "tip_level") if new_catheter
+           else old.tip_level)
+    volume = Milliliters(_number(fields, "volume_ml", 0.5, profile.capacity.value, "mL"))
+    reading = GATEWAY.interrogate(old, uow.now)
+    presc = reading.prescription
+    old_conc = reading.program_concentration
+    conc = McgPerMl(_number({"concentration": fields.get("concentration") or old_conc},
+                            "concentration", 1, 5000, "mcg/mL"))
+    load_library().check_concentration(conc)
+    if presc is None:
+        raise RefusedOperation("the old pump has no program to carry over", code="no_program")
+    if not new_catheter and abs(conc.value - old_conc) > 1e-9:
+        raise InvalidInput("concentration", f"{conc}", f"the retained catheter holds "
+                           f"{old_conc:g} mcg/mL: keep it, or change it at the next refill "
+                           "with a bridge bolus")
+    _sync(uow, old, reading)
+    before_old = snapshot(old)
+    old.active = False
+    old.explanted_at = uow.now
+    old.refill_by = old.low_alarm_at = old.empty_at = old.eri_at = None
+    for alarm in uow.session.scalars(select(Alarm).where(Alarm.pump_id == old.id,
+                                                         Alarm.acknowledged_at.is_(None))):
+        alarm.acknowledged_at = uow.now
+        alarm.acknowledged_by = uow.actor.username
+        alarm.note = "pump explanted"
+    uow.session.flush()
+    pump = Pump(patient_id=p.id, profile=profile_name, serial=serial, catheter=catheter.name,
+                catheter_length_cm=length, tip_level=tip, implanted_at=uow.now, active=True,
+                state={})
+    uow.session.add(pump)
+    GATEWAY.manufacture(pump, uow.now, zlib.crc32(serial.encode()),
+                        catheter.volume(length).value)
+    GATEWAY.refill(pump, uow.now, volume, conc)
+    GATEWAY.program(pump, uow.now, presc, conc, start=True)
+    prime_volume = (priming_bolus(profile, catheter, length).priming_volume if new_catheter
+                    else Milliliters(profile.internal_volume.value))
+    minutes = math.ceil(prime_volume.value / profile.bolus_max_flow_ml_per_hour * 60) + 1
+    reading = GATEWAY.volume_bolus(pump, uow.now, "priming", prime_volume, Hours(minutes / 60))
+    uow.session.flush()
+    _sync(uow, pump, reading, rebook=True, refilled=True)
+    _visit(uow, p.id, "replacement",
+           f"pump {old.serial} explanted; {profile_name} pump {serial} implanted with the same "
+           f"program ({presc.daily_dose().value:.4g} mcg/day at {conc}); "
+           + ("new catheter" if new_catheter else "catheter retained")
+           + f"; priming {prime_volume.value:.3f} mL over {minutes} min")
+    uow.session.flush()
+    uow.audit("explant", "pump", old.id, before_old, snapshot(old))
+    uow.audit("replace_pump", "pump", pump.id, None, snapshot(pump))
+    return pump
+
+
 # ---- clock and pump synchronisation ----------------------------------------------------------
 def _sync(uow: UnitOfWork, pump: Pump, reading: PumpReading, *, rebook: bool = False,
           refilled: bool = False) -> None:

@@ -127,6 +127,16 @@ class ReplacementIn(BaseModel):
     planned_date: date
 
 
+class ReplaceIn(BaseModel):
+    serial: str = Field(max_length=40)
+    profile: str | None = None
+    volume_ml: float
+    concentration: float | None = None
+    catheter_replaced: bool = False
+    catheter_length_cm: float | None = None
+    tip_level: str | None = None
+
+
 class ClockIn(BaseModel):
     step: Literal["day", "week", "next_alarm"]
 
@@ -332,6 +342,15 @@ def replacement(patient_id: int, body: ReplacementIn, request: Request,
     _csrf(request)
     with uow(request, actor) as u:
         return snapshot(services.plan_replacement(u, patient_id, body.model_dump()))
+
+
+@router.post("/patients/{patient_id}/replace", status_code=201, responses=ERRORS)
+def replace(patient_id: int, body: ReplaceIn, request: Request,
+            actor: Actor = need("replacement")) -> dict[str, Any]:
+    """Explant the pump and implant a new one with the same program."""
+    _csrf(request)
+    with uow(request, actor) as u:
+        return snapshot(services.replace_pump(u, patient_id, body.model_dump()))
 
 
 @router.get("/alarms", responses=ERRORS)

@@ -381,6 +381,15 @@ async def replacement(request: Request, patient_id: str,
     return redirect(f"/patients/{patient_id}")
 
 
+@router.post("/patients/{patient_id}/replace")
+async def replace(request: Request, patient_id: str,
+                  actor: Actor = need("replacement")) -> Response:
+    data = await form_of(request)
+    with uow(request, actor) as u:
+        services.replace_pump(u, patient_id, data)
+    return redirect(f"/patients/{patient_id}")
+
+
 # ---- alarms, clock ---------------------------------------------------------------------------
 @router.get("/alarms")
 def alarms(request: Request, all: str = "", actor: Actor = need("view_clinic")) -> Response:

@@ -46,6 +46,8 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/patients/{patient_id}/mri"): "mri",
     ("POST", "/mri/{mri_id}/check"): "mri",
     ("POST", "/patients/{patient_id}/replacement"): "replacement",
+    ("POST", "/patients/{patient_id}/replace"): "replacement",
+    ("POST", "/api/v1/patients/{patient_id}/replace"): "replacement",
     ("GET", "/alarms"): "view_clinic",
     ("POST", "/alarms/{alarm_id}/ack"): "acknowledge",
     ("POST", "/clock"): "clock",

@@ -346,3 +346,30 @@ def test_a_year_of_dashboard_driven_refills_never_runs_dry(empty_clinic: Clinic,
         n_ok = u.session.scalar(select(func.count()).select_from(AuditEntry)
                                 .where(AuditEntry.action == "refill"))
         assert n_ok == refills
+
+
+def test_replace_pump_keeps_the_program(empty_clinic: Clinic) -> None:
+    c = empty_clinic
+    pid = implanted(c)
+    with c.uow(RN) as u:
+        services.move_clock(u, T0 + timedelta(days=40))  # low reservoir by now: alarms open
+    fields = {"profile": "itb-40", "serial": "SN-T2", "volume_ml": 40}
+    with pytest.raises(Forbidden), c.uow(RN) as u:
+        services.replace_pump(u, pid, fields)
+    with pytest.raises(InvalidInput) as e, c.uow(DR) as u:
+        services.replace_pump(u, pid, {**fields, "concentration": 2000})
+    assert e.value.field == "concentration" and "retained catheter" in e.value.allowed
+    with c.uow(DR) as u:
+        new = services.replace_pump(u, pid, fields)
+        assert new.profile == "itb-40" and new.catheter_length_cm == 90
+    with c.uow(DR) as u:
+        pumps = list(u.session.scalars(select(Pump).order_by(Pump.id)))
+        assert [p.active for p in pumps] == [False, True]
+        assert pumps[0].explanted_at is not None and pumps[0].refill_by is None
+        assert pumps[1].dose_per_day == 300 and pumps[1].concentration == 500
+        assert pumps[1].refill_by is not None and pumps[1].refill_by > u.now
+        assert queries.alarm_inbox(u) == []  # the old pump's alarms closed with it
+        rec = queries.patient_record(u, pid)
+        assert rec["pump"].serial == "SN-T2"
+        assert any(v.kind == "replacement" and "catheter retained" in v.summary
+                   for v in rec["visits"])

@@ -262,3 +262,19 @@ def test_personal_calendar_feed_by_token(demo_clinic: Clinic) -> None:
     summaries = [str(e.get("summary")) for e in Calendar.from_ical(r.content).walk("VEVENT")]
     assert "ITB refill: Hiro Tanaka" in summaries
     assert anonymous.get("/calendar/wrong/refills.ics").status_code == 404
+
+
+def test_replace_the_pump_near_eri_through_the_page(demo_clinic: Clinic) -> None:
+    pid = patient_ids(demo_clinic)["ITB-1001"]  # Helmut Weber: ERI within weeks
+    doc = client_for(demo_clinic)
+    form_login(doc, "dr.rivera")
+    assert re.search(r"Helmut Weber</a></td>\s*<td>pump SN-\S+ reaches ERI", doc.get("/").text)
+    t = page_csrf(doc.get(f"/patients/{pid}").text)
+    r = doc.post(f"/patients/{pid}/replace", data={"csrf_token": t, "serial": "SN-NEW-1",
+                                                   "profile": "itb-40", "volume_ml": "40",
+                                                   "concentration": "2000"},
+                 follow_redirects=False)
+    assert r.status_code == 303
+    page = doc.get(f"/patients/{pid}").text
+    assert "serial SN-NEW-1" in page and "catheter retained" in page
+    assert "reaches ERI" not in doc.get("/").text
