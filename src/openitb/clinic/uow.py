@@ -119,7 +119,7 @@ class UnitOfWork:
         with self.factory() as s, s.begin():
             s.add(AuditEntry(
                 at=self.now, actor=self.actor.username, role=self.actor.role,
-                action=self.action or "unknown", entity="request", entity_id="",
+                action=(self.action or "unknown")[:60], entity="request", entity_id="",
                 before=None, after=detail, outcome="refused"))
 
     def get(self, model: type[Any], ident: object, what: str) -> Any:

@@ -122,8 +122,20 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
 
         return render(request, "error.html", {"title": title, "message": message}, status)
 
+    def log_unauthenticated(request: Request) -> None:
+        from openitb.errors import RefusedOperation as Refused
+
+        try:
+            with clinic.uow(Actor("anonymous", "anonymous")) as u:
+                u.action = f"{request.method} {request.url.path}"[:60]
+                raise Refused("not signed in", code="unauthenticated")
+        except Refused:
+            pass  # the unit of work has logged it
+
     @app.exception_handler(NotSignedIn)
     async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
+        if request.url.path != "/":  # the front door is not a refusal
+            await anyio.to_thread.run_sync(log_unauthenticated, request)
         if wants_json(request):
             return JSONResponse({"error": "unauthenticated", "reason": "sign in first"}, 401)
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)

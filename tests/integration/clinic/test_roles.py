@@ -163,3 +163,13 @@ def test_patient_reads_only_own_record(demo_clinic: Clinic, path: str) -> None:
         refused = u.session.scalars(select(AuditEntry).where(
             AuditEntry.outcome == "refused", AuditEntry.actor == "mia")).all()
         assert len(refused) >= len(ids) - 1
+
+
+def test_anonymous_refusals_are_logged(demo_clinic: Clinic) -> None:
+    client = TestClient(create_app(demo_clinic, demo=True))
+    assert client.get("/api/v1/dashboard").status_code == 401
+    assert client.get("/alarms", follow_redirects=False).status_code == 303
+    with demo_clinic.uow(SYSTEM) as u:
+        actions = [e.action for e in u.session.scalars(select(AuditEntry).where(
+            AuditEntry.actor == "anonymous", AuditEntry.outcome == "refused"))]
+    assert "GET /api/v1/dashboard" in actions and "GET /alarms" in actions
