@@ -5,7 +5,7 @@ Prints: seeding time; median and 99th-percentile latency of the dashboard (GET /
 patient page (GET /patients/{id}); sustained requests per second with concurrent clients, and
 the number of errors (must be 0). Reference in the same run: GET /healthz (the framework floor).
 Scale with OPENITB_BENCH_PATIENTS, OPENITB_BENCH_VISITS, OPENITB_BENCH_SECONDS,
-OPENITB_BENCH_CLIENTS (concurrent clients, 8) and OPENITB_BENCH_WORKERS (server processes, 2).
+OPENITB_BENCH_CLIENTS (concurrent clients, 8) and OPENITB_BENCH_WORKERS (server processes, 1).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def main() -> int:
           f"{time.perf_counter() - t0:.1f} s ({db.stat().st_size / 1e6:.0f} MB)")
     port = free_port()
     env = {**os.environ, "OPENITB_DATABASE_URL": url, "OPENITB_DEMO": "1"}
-    server_workers = int(os.environ.get("OPENITB_BENCH_WORKERS", "2"))
+    server_workers = int(os.environ.get("OPENITB_BENCH_WORKERS", "1"))
     print(f"uvicorn with {server_workers} worker processes")
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "openitb.web.app:app_from_env",
