@@ -64,47 +64,84 @@ class DashboardItem:
 
 def dashboard(uow: UnitOfWork) -> list[DashboardItem]:
     """Overdue and due refills (<= 14 days), open alarms and pumps near ERI, most urgent first."""
+    return dashboard_page(uow, 0, None)[0]
+
+
+def dashboard_page(uow: UnitOfWork, offset: int,
+                   limit: int | None) -> tuple[list[DashboardItem], int]:
+    """One page of the dashboard and the total count. Each urgency class is one indexed query,
+    so a page costs the same with 10 items due or 3,000."""
     require(uow.actor, "view_clinic", uow)
     now = uow.now
-    items: list[DashboardItem] = []
     horizon = now + timedelta(days=DUE_WINDOW_DAYS)
-    rows = uow.session.execute(
-        select(Pump.refill_by, Pump.low_alarm_at, Pump.reservoir_ml, Patient.id, Patient.name)
-        .join(Patient, Patient.id == Pump.patient_id)
-        .where(Pump.active, Pump.refill_by.is_not(None), Pump.refill_by <= horizon)
-        .order_by(Pump.refill_by)).all()
-    for refill_by, low_at, reservoir, pid, name in rows:
+    eri_horizon = now + timedelta(days=ERI_WINDOW_DAYS)
+    open_alarm = Alarm.acknowledged_at.is_(None)
+    active_refill = (Pump.active, Pump.refill_by.is_not(None))
+    classes: list[tuple[Any, Any]] = [
+        (select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
+         .where(open_alarm, Alarm.critical).order_by(Alarm.raised_at, Alarm.id), _alarm_item),
+        (_refill_query().where(*active_refill, Pump.refill_by < now), _refill_item(now)),
+        (select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
+         .where(open_alarm, Alarm.critical.is_(False)).order_by(Alarm.raised_at, Alarm.id),
+         _alarm_item),
+        (_refill_query().where(*active_refill, Pump.refill_by >= now,
+                               Pump.refill_by <= horizon), _refill_item(now)),
+        (select(Pump.eri_at, Patient.id, Patient.name, Pump.serial)
+         .join(Patient, Patient.id == Pump.patient_id)
+         .where(Pump.active, Pump.eri_at.is_not(None), Pump.eri_at <= eri_horizon)
+         .order_by(Pump.eri_at, Pump.id), _eri_item),
+    ]
+    items: list[DashboardItem] = []
+    total = 0
+    skip = max(0, offset)
+    for query, build in classes:
+        count = uow.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        total += count
+        want = None if limit is None else limit - len(items)
+        if skip >= count:
+            skip -= count
+            continue
+        if want is not None and want <= 0:
+            continue
+        page = query.offset(skip)
+        if want is not None:
+            page = page.limit(want)
+        items += [build(*row) for row in uow.session.execute(page).all()]
+        skip = 0
+    return items, total
+
+
+def _refill_query() -> Any:
+    return (select(Pump.refill_by, Pump.low_alarm_at, Pump.reservoir_ml, Patient.id, Patient.name)
+            .join(Patient, Patient.id == Pump.patient_id).order_by(Pump.refill_by, Pump.id))
+
+
+def _refill_item(now: datetime) -> Any:
+    def build(refill_by: datetime, low_at: datetime | None, reservoir: float, pid: int,
+              name: str) -> DashboardItem:
         days = (refill_by - now).total_seconds() / 86400
         alarm = f"; low-reservoir alarm {low_at:%Y-%m-%d}" if low_at else ""
         if days < 0:
-            items.append(DashboardItem(1, refill_by, "overdue", pid, name,
-                                       f"refill overdue since {refill_by:%Y-%m-%d} "
-                                       f"({-days:.0f} days); {reservoir:.1f} mL left{alarm}"))
-        else:
-            items.append(DashboardItem(3, refill_by, "refill_due", pid, name,
-                                       f"refill due by {refill_by:%Y-%m-%d} (in {days:.0f} days); "
-                                       f"{reservoir:.1f} mL left{alarm}"))
-    for alarm, name in uow.session.execute(
-            select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
-            .where(Alarm.acknowledged_at.is_(None)).order_by(Alarm.raised_at)).all():
-        state = "cleared" if alarm.cleared_at else "active"
-        items.append(DashboardItem(0 if alarm.critical else 2, alarm.raised_at, "alarm",
-                                   alarm.patient_id, name,
-                                   f"{'critical' if alarm.critical else 'non-critical'} "
-                                   f"{alarm.kind.replace('_', ' ')} alarm since "
-                                   f"{alarm.raised_at:%Y-%m-%d %H:%M} ({state})",
-                                   alarm_id=alarm.id))
-    for eri_at, pid, name, serial in uow.session.execute(
-            select(Pump.eri_at, Patient.id, Patient.name, Pump.serial)
-            .join(Patient, Patient.id == Pump.patient_id)
-            .where(Pump.active, Pump.eri_at.is_not(None),
-                   Pump.eri_at <= now + timedelta(days=ERI_WINDOW_DAYS))
-            .order_by(Pump.eri_at)).all():
-        items.append(DashboardItem(4, eri_at, "eri", pid, name,
-                                   f"pump {serial} reaches ERI on {eri_at:%Y-%m-%d}: plan "
-                                   "replacement"))
-    items.sort(key=lambda i: (i.urgency, i.when or now))
-    return items
+            return DashboardItem(1, refill_by, "overdue", pid, name,
+                                 f"refill overdue since {refill_by:%Y-%m-%d} ({-days:.0f} days); "
+                                 f"{reservoir:.1f} mL left{alarm}")
+        return DashboardItem(3, refill_by, "refill_due", pid, name,
+                             f"refill due by {refill_by:%Y-%m-%d} (in {days:.0f} days); "
+                             f"{reservoir:.1f} mL left{alarm}")
+    return build
+
+
+def _alarm_item(alarm: Alarm, name: str) -> DashboardItem:
+    state = "cleared" if alarm.cleared_at else "active"
+    return DashboardItem(0 if alarm.critical else 2, alarm.raised_at, "alarm", alarm.patient_id,
+                         name, f"{'critical' if alarm.critical else 'non-critical'} "
+                         f"{alarm.kind.replace('_', ' ')} alarm since "
+                         f"{alarm.raised_at:%Y-%m-%d %H:%M} ({state})", alarm_id=alarm.id)
+
+
+def _eri_item(eri_at: datetime, pid: int, name: str, serial: str) -> DashboardItem:
+    return DashboardItem(4, eri_at, "eri", pid, name,
+                         f"pump {serial} reaches ERI on {eri_at:%Y-%m-%d}: plan replacement")
 
 
 def patient_list(uow: UnitOfWork, search: str = "", limit: int = 200) -> list[dict[str, Any]]:

@@ -129,12 +129,13 @@ def home(request: Request, page: int = 1) -> Response:
         return redirect("/me")
     if actor.role == "admin":
         return redirect("/admin")
+    page = max(1, min(page, 10**6))
     with uow(request, actor) as u:
-        items = queries.dashboard(u)
-    pages = max(1, -(-len(items) // DASHBOARD_PAGE))
-    page = min(max(1, page), pages)
-    shown = items[(page - 1) * DASHBOARD_PAGE: page * DASHBOARD_PAGE]
-    return render(request, "dashboard.html", {"items": shown, "total": len(items),
+        shown, total = queries.dashboard_page(u, (page - 1) * DASHBOARD_PAGE, DASHBOARD_PAGE)
+    pages = max(1, -(-total // DASHBOARD_PAGE))
+    if page > pages:
+        return redirect(f"/?page={pages}")
+    return render(request, "dashboard.html", {"items": shown, "total": total,
                                               "page": page, "pages": pages})
 
 

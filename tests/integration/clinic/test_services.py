@@ -373,3 +373,20 @@ def test_replace_pump_keeps_the_program(empty_clinic: Clinic) -> None:
         assert rec["pump"].serial == "SN-T2"
         assert any(v.kind == "replacement" and "catheter retained" in v.summary
                    for v in rec["visits"])
+
+
+def test_dashboard_pages_match_the_whole_list(demo_clinic: Clinic) -> None:
+    with demo_clinic.uow(RN) as u:
+        whole = queries.dashboard(u)
+        assert [i.urgency for i in whole] == sorted(i.urgency for i in whole)
+        for size in (1, 2, 3, 5):
+            pages = []
+            offset = 0
+            while True:
+                page, total = queries.dashboard_page(u, offset, size)
+                assert total == len(whole)
+                if not page:
+                    break
+                pages += page
+                offset += size
+            assert pages == whole
