@@ -197,7 +197,9 @@ def test_pages_are_labelled_and_keyboard_usable(server: tuple[str, dict[str, int
     page = ctx.new_page()
     page.goto(f"{base}/login")
     # Keyboard only: the username field has focus; Tab to the password; Enter submits.
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'username'")
+    from playwright.sync_api import expect
+
+    expect(page.locator("#username")).to_be_focused()
     page.keyboard.type("dr.rivera")
     page.keyboard.press("Tab")
     page.keyboard.type(DEMO_PASSWORD)
@@ -212,3 +214,19 @@ def test_pages_are_labelled_and_keyboard_usable(server: tuple[str, dict[str, int
         assert page.locator("h1").count() == 1, path
         assert page.get_attribute("html", "lang") == "en"
     ctx.close()
+
+
+def test_patient_search_updates_in_place(server: tuple[str, dict[str, int]],
+                                         browser: object) -> None:
+    base, ids = server
+    page = sign_in(browser, base, "nurse.kim")
+    page.goto(f"{base}/patients")
+    assert page.locator("#patient-rows tbody tr").count() == 12
+    page.evaluate("window.__marker = 1")  # survives only if the page is not reloaded
+    page.get_by_label("Search by name or MRN").type("lind")
+    from playwright.sync_api import expect
+
+    expect(page.locator("#patient-rows tbody tr")).to_have_count(1, timeout=10_000)
+    assert page.evaluate("window.__marker") == 1
+    assert "Mia Lindqvist" in page.locator("#patient-rows").inner_text()
+    shot(page, "11-patient-search-htmx")
