@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from openitb.clinic.accounts import require, require_patient_access
 from openitb.clinic.clock import set_demo_clock
@@ -723,6 +723,22 @@ def advance_clock(uow: UnitOfWork, fields: Mapping[str, Any]) -> datetime:
             raise RefusedOperation("no alarm is projected on any pump", code="no_alarm")
         target = min(candidates) + timedelta(minutes=1)
     return move_clock(uow, target)
+
+
+def sync_all_pumps(uow: UnitOfWork) -> int:
+    """Run every active pump to the clinic's now and bring its alarms into the inbox (outside
+    demo mode the server does this every few minutes). Returns the number of new alarms."""
+    if uow.actor.role != "system":
+        require(uow.actor, "clock", uow)
+    uow.action = "sync_pumps"
+    before = uow.session.scalar(select(func.count()).select_from(Alarm)) or 0
+    for pump in uow.session.scalars(select(Pump).where(Pump.active)):
+        _sync(uow, pump, GATEWAY.advance_to(pump, uow.now))
+    uow.session.flush()
+    new = (uow.session.scalar(select(func.count()).select_from(Alarm)) or 0) - before
+    if new:
+        uow.audit("sync_pumps", "alarm", "", None, {"new_alarms": new})
+    return new
 
 
 def move_clock(uow: UnitOfWork, target: datetime) -> datetime:

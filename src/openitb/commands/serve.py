@@ -74,5 +74,6 @@ def serve(
         uvicorn.run("openitb.web.app:app_from_env", factory=True, host=host, port=port,
                     workers=workers, log_level="warning")
         return
-    uvicorn.run(create_app(clinic, demo=demo or mode == "demo"), host=host, port=port,
-                log_level="warning")
+    live = demo or mode == "demo"
+    uvicorn.run(create_app(clinic, demo=live, sync_every_s=None if live else 300.0),
+                host=host, port=port, log_level="warning")

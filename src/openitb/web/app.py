@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,22 @@ SECURITY_HEADERS = [
      b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
      b"script-src 'self'; frame-ancestors 'none'"),
 ]
+
+
+async def _sync_loop(clinic: Clinic, every_s: float) -> None:
+    from openitb.clinic.services import sync_all_pumps
+    from openitb.clinic.uow import SYSTEM
+
+    def once() -> None:
+        with clinic.uow(SYSTEM) as u:
+            sync_all_pumps(u)
+
+    while True:
+        try:
+            await anyio.to_thread.run_sync(once)
+        except Exception:  # keep syncing; the failure is in the server log
+            log.exception("pump sync failed")
+        await asyncio.sleep(every_s)
 
 
 class SessionMiddleware:
@@ -89,8 +108,22 @@ class SessionMiddleware:
             return load_actor(s, uid, epoch)
 
 
-def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | None = None) -> FastAPI:
+def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | None = None,
+               sync_every_s: float | None = None) -> FastAPI:
+    """The application. ``sync_every_s``: outside demo mode, run every pump to the wall clock
+    that often, so that their alarms reach the inbox without anyone opening the patient."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if sync_every_s and not demo:
+            task = asyncio.create_task(_sync_loop(clinic, sync_every_s))
+        yield
+        if task is not None:
+            task.cancel()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="OpenITB clinic",
         version="0.1.0",
         description="Intrathecal baclofen clinic: patients, screening, implant, programming, "
@@ -173,4 +206,5 @@ def app_from_env() -> FastAPI:
     OPENITB_DATABASE_URL names the database, OPENITB_DEMO=1 runs the demo clock."""
     from openitb.store.db import make_engine
 
-    return create_app(Clinic(make_engine()), demo=os.environ.get("OPENITB_DEMO") == "1")
+    demo = os.environ.get("OPENITB_DEMO") == "1"
+    return create_app(Clinic(make_engine()), demo=demo, sync_every_s=None if demo else 300.0)

@@ -14,7 +14,7 @@ from openitb.clinic.demo import patient_ids
 from openitb.clinic.facade import Clinic
 from openitb.clinic.uow import SYSTEM, Actor, Conflict, Forbidden
 from openitb.errors import InvalidInput, RefusedOperation
-from openitb.store.models import Alarm, AuditEntry, Patient, Pump, Refill
+from openitb.store.models import Alarm, AuditEntry, Patient, Pump, Refill, Setting
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DR = Actor("dr.test", "physician", 1)
@@ -390,3 +390,37 @@ def test_dashboard_pages_match_the_whole_list(demo_clinic: Clinic) -> None:
                 pages += page
                 offset += size
             assert pages == whole
+
+
+def test_wall_clock_sync_brings_alarms_to_the_inbox(empty_clinic: Clinic) -> None:
+    c = empty_clinic
+    pid = implanted(c)  # demo clock at T0; now pretend the wall clock reached day 40
+    with c.uow(SYSTEM, T0 + timedelta(days=40)) as u:
+        assert services.sync_all_pumps(u) >= 1
+    with c.uow(RN, T0 + timedelta(days=40)) as u:
+        kinds = {a.kind for a, _ in queries.alarm_inbox(u)}
+        assert "low_reservoir" in kinds
+        assert queries.patient_record(u, pid)["pump"].synced_at == T0 + timedelta(days=40)
+    with pytest.raises(Forbidden), c.uow(Actor("p", "patient", 5, pid)) as u:
+        services.sync_all_pumps(u)
+
+
+def test_server_syncs_pumps_in_the_background(empty_clinic: Clinic) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from openitb.web.app import create_app
+
+    implanted(empty_clinic)
+    with empty_clinic.uow(SYSTEM) as u:  # leave demo mode: the wall clock is years later
+        u.session.merge(Setting(key="clock_mode", value="wall"))
+    with TestClient(create_app(empty_clinic, demo=False, sync_every_s=0.05)):
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with empty_clinic.uow(SYSTEM) as u:
+                if u.session.scalar(select(func.count()).select_from(Alarm)):
+                    break
+            time.sleep(0.05)
+    with empty_clinic.uow(SYSTEM) as u:
+        assert u.session.scalar(select(func.count()).select_from(Alarm))
