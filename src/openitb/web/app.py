@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -172,6 +173,19 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
         if wants_json(request):
             return JSONResponse({"error": "unauthenticated", "reason": "sign in first"}, 401)
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path")]
+        field = ".".join(loc) or "request"
+        given = first.get("input", None)
+        allowed = str(first.get("msg", "a valid value"))
+        detail = {"error": "invalid", "field": field, "given": str(given)[:200],
+                  "allowed": allowed, "errors": len(errors)}
+        return page_error(request, 422, "Please correct the input",
+                          f"{field}: got {given!r}; {allowed}"[:500], detail)
 
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput) -> Response:

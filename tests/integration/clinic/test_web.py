@@ -136,6 +136,18 @@ def test_api_invalid_input_names_the_field(demo_clinic: Clinic) -> None:
     assert r.status_code == 422 and r.json()["field"] == "weight_kg"
 
 
+def test_malformed_requests_name_the_field(demo_clinic: Clinic) -> None:
+    c = client_for(demo_clinic)
+    t = login(c, "nurse.kim")
+    r = c.post("/api/v1/alarms/1/acknowledge", headers={"X-CSRF-Token": t}, json={})
+    assert r.status_code == 422 and r.json()["field"] == "note"
+    r = c.get("/api/v1/patients/abc")
+    assert r.status_code == 422 and r.json()["field"] == "patient_id" and r.json()["given"] == "abc"
+    page = c.get("/?page=two")
+    assert page.status_code == 422 and "page: got &#39;two&#39;" in page.text
+    assert "Content-Security-Policy" in page.headers and page.headers["X-Frame-Options"] == "DENY"
+
+
 def test_openapi_document(demo_clinic: Clinic) -> None:
     doc = client_for(demo_clinic).get("/api/v1/openapi.json").json()
     assert "/api/v1/patients/{patient_id}/refill" in doc["paths"]
