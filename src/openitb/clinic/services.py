@@ -341,7 +341,7 @@ def implant(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> P
 
 
 def _parse_program(fields: Mapping[str, Any]) -> Prescription:
-    if isinstance(fields.get("prescription"), Mapping):
+    if fields.get("prescription") is not None:
         return parse_prescription(fields["prescription"])
     mode = str(fields.get("mode") or "continuous")
     if mode == "continuous":

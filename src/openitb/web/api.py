@@ -98,6 +98,9 @@ class ImplantIn(BaseModel):
 
 
 class ProgramIn(BaseModel):
+    prescription: dict[str, Any] | None = Field(
+        None, description="any mode in the documented prescription schema (docs/prescriptions.md); "
+        "when given, mode, dose_per_day and steps are ignored")
     mode: Literal["continuous", "flex"] = "continuous"
     dose_per_day: float | None = None
     steps: str | None = Field(None, description="flex: lines of 'HH:MM DOSE' (mcg/day)")

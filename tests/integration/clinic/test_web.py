@@ -290,3 +290,20 @@ def test_replace_the_pump_near_eri_through_the_page(demo_clinic: Clinic) -> None
     page = doc.get(f"/patients/{pid}").text
     assert "serial SN-NEW-1" in page and "catheter retained" in page
     assert "reaches ERI" not in doc.get("/").text
+
+
+def test_api_programs_any_mode_from_the_prescription_schema(demo_clinic: Clinic) -> None:
+    pid = patient_ids(demo_clinic)["ITB-1003"]  # Mia: 300 mcg/day continuous
+    c = client_for(demo_clinic)
+    t = login(c, "dr.rivera")
+    doc = {"mode": "periodic_bolus", "dose": "240 mcg/day",
+           "boluses": [{"at": "07:00", "bolus": "60 mcg", "duration": "1 h"}]}
+    r = c.post(f"/api/v1/patients/{pid}/program/review", headers={"X-CSRF-Token": t},
+               json={"prescription": doc, "context": "maintenance"})
+    assert r.status_code == 200, r.text
+    assert r.json()["classification"] == "within"
+    assert any(row["field"] == "mode" and row["proposed"] == "periodic_bolus"
+               for row in r.json()["rows"])
+    bad = c.post(f"/api/v1/patients/{pid}/program/review", headers={"X-CSRF-Token": t},
+                 json={"prescription": {"mode": "hourly"}})
+    assert bad.status_code == 422 and bad.json()["field"] == "mode"
