@@ -169,7 +169,8 @@ def test_nurse_acknowledges_alarm_with_htmx_and_moves_the_clock(
     item = page.locator("li", has_text="motor stall").filter(has_text="Lucia Garcia").first
     item.get_by_label("What was done").fill("rang the patient: no withdrawal signs; recheck 24 h")
     item.get_by_role("button", name="Acknowledge").click()
-    item.get_by_text("Acknowledged.").wait_for(timeout=10_000)  # swapped in by htmx, no reload
+    # htmx swaps the item in place (no reload): the form gives way to who acknowledged it.
+    item.get_by_text("Acknowledged by nurse.kim").wait_for(timeout=10_000)
     shot(page, "09-alarm-acknowledged-htmx")
     before = page.locator("#clinic-now").inner_text()
     page.get_by_role("button", name="+1 week").click()

@@ -218,6 +218,13 @@ def alarm_inbox(uow: UnitOfWork, include_acknowledged: bool = False) -> list[tup
     return [(a, n) for a, n in uow.session.execute(q).all()]
 
 
+def alarm_item(uow: UnitOfWork, alarm_id: object) -> tuple[Alarm, str]:
+    require(uow.actor, "view_clinic", uow)
+    alarm: Alarm = uow.get(Alarm, alarm_id, "alarm")
+    patient: Patient = uow.get(Patient, alarm.patient_id, "patient")
+    return alarm, patient.name
+
+
 def audit_trail(uow: UnitOfWork, limit: int = 200) -> list[AuditEntry]:
     require(uow.actor, "audit", uow)
     return list(uow.session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 
 from openitb.clinic import accounts, queries, services
 from openitb.clinic.uow import Actor
@@ -404,23 +404,20 @@ def alarms(request: Request, all: str = "", actor: Actor = need("view_clinic")) 
 async def acknowledge(request: Request, alarm_id: str,
                       actor: Actor = need("acknowledge")) -> Response:
     data = await form_of(request)
+    error = None
     try:
         with uow(request, actor) as u:
             services.acknowledge_alarm(u, alarm_id, data.get("note"))
     except OpenITBError as exc:
-        if request.headers.get("hx-request"):
-            return HTMLResponse(f'<p class="error" role="alert">{_esc(error_text(exc))}</p>',
-                                status_code=200)
-        raise
-    if request.headers.get("hx-request"):
-        return HTMLResponse('<p class="ok" role="status">Acknowledged.</p>')
+        if not request.headers.get("hx-request"):
+            raise
+        error = error_text(exc)
+    if request.headers.get("hx-request"):  # htmx swaps the alarm's own item in place
+        with uow(request, actor) as u:
+            a, name = queries.alarm_item(u, alarm_id)
+        return render(request, "_alarm.html", {"a": a, "name": name, "ack_error": error,
+                                               "meaning": queries.ALARM_MEANING})
     return redirect(safe_next(data.get("next") or "/alarms"))
-
-
-def _esc(text: str) -> str:
-    from html import escape
-
-    return escape(text)
 
 
 @router.post("/clock")

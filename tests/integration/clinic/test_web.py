@@ -307,3 +307,20 @@ def test_api_programs_any_mode_from_the_prescription_schema(demo_clinic: Clinic)
     bad = c.post(f"/api/v1/patients/{pid}/program/review", headers={"X-CSRF-Token": t},
                  json={"prescription": {"mode": "hourly"}})
     assert bad.status_code == 422 and bad.json()["field"] == "mode"
+
+
+def test_htmx_acknowledge_swaps_the_item(demo_clinic: Clinic) -> None:
+    from openitb.store.models import Alarm
+
+    with demo_clinic.uow(SYSTEM) as u:
+        alarm_id = u.session.scalars(select(Alarm.id).where(
+            Alarm.acknowledged_at.is_(None))).first()
+    c = client_for(demo_clinic)
+    form_login(c, "nurse.kim")
+    t = page_csrf(c.get("/alarms").text)
+    hx = {"HX-Request": "true", "X-CSRF-Token": t}
+    bad = c.post(f"/alarms/{alarm_id}/ack", data={"note": ""}, headers=hx)
+    assert bad.status_code == 200 and 'role="alert"' in bad.text and "note" in bad.text
+    assert bad.text.lstrip().startswith(f'<li id="alarm-{alarm_id}"')
+    ok = c.post(f"/alarms/{alarm_id}/ack", data={"note": "called, all well"}, headers=hx)
+    assert "Acknowledged by nurse.kim" in ok.text and "<form" not in ok.text
