@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, Request
@@ -69,8 +68,6 @@ def check_csrf(request: Request, form_token: str | None = None) -> None:
             u.action = f"{request.method} {request.url.path}"
             raise CsrfFailed()
 
-
-Handler = Callable[..., Any]
 
 
 def sign_in(request: Request, username: str, password: str) -> Actor:
