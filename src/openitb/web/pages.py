@@ -475,3 +475,19 @@ def therapy_summary(request: Request, patient_id: str) -> Response:
         body = therapy_summary_pdf(queries.patient_record(u, patient_id), now=u.now)
     return Response(body, media_type="application/pdf",
                     headers={"Content-Disposition": 'inline; filename="itb-therapy-summary.pdf"'})
+
+
+@router.get("/patients/{patient_id}/refill.ics")
+def own_refill_event(request: Request, patient_id: str) -> Response:
+    """The next refill of one patient as an iCalendar file (for the patient's own calendar)."""
+    from openitb.interop.ical import refill_calendar
+
+    actor = signed_in(request)
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+        pump = record["pump"]
+        rows = ([(pump.id, record["patient"].name, pump.serial, pump.refill_by,
+                  pump.low_alarm_at)] if pump is not None and pump.refill_by else [])
+        body = refill_calendar(rows, now=u.now)
+    return Response(body, media_type="text/calendar",
+                    headers={"Content-Disposition": 'attachment; filename="itb-refill.ics"'})

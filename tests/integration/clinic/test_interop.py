@@ -58,3 +58,15 @@ def test_pdfs_open_and_contain_the_key_fields(demo_clinic: Clinic) -> None:
             assert needle in text, (url, needle)
     other = patient_ids(demo_clinic)["ITB-1004"]
     assert c.get(f"/patients/{other}/wallet-card.pdf").status_code == 403
+
+
+def test_patient_adds_own_refill_to_calendar(demo_clinic: Clinic) -> None:
+    ids = patient_ids(demo_clinic)
+    c = TestClient(create_app(demo_clinic, demo=True))
+    login(c, "mia")
+    r = c.get(f"/patients/{ids['ITB-1003']}/refill.ics")
+    assert r.status_code == 200
+    events = Calendar.from_ical(r.content).walk("VEVENT")
+    assert len(events) == 1 and "Mia Lindqvist" in str(events[0].get("summary"))
+    assert str(events[0].decoded("dtstart")) == "2026-01-15"
+    assert c.get(f"/patients/{ids['ITB-1004']}/refill.ics").status_code == 403

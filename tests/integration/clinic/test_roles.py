@@ -79,6 +79,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/patients/{patient_id}/wallet-card.pdf"): RECORD,
     ("GET", "/patients/{patient_id}/summary.pdf"): RECORD,
+    ("GET", "/patients/{patient_id}/refill.ics"): RECORD,
     ("GET", "/api/v1/patients/{patient_id}/fhir"): RECORD,
     ("GET", "/api/v1/calendar/refills.ics"): "view_clinic",
     ("POST", "/calendar-feed"): "view_clinic",
