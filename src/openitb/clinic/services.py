@@ -725,14 +725,22 @@ def advance_clock(uow: UnitOfWork, fields: Mapping[str, Any]) -> datetime:
     return move_clock(uow, target)
 
 
-def sync_all_pumps(uow: UnitOfWork) -> int:
-    """Run every active pump to the clinic's now and bring its alarms into the inbox (outside
-    demo mode the server does this every few minutes). Returns the number of new alarms."""
+def active_pump_ids(uow: UnitOfWork) -> list[int]:
+    return list(uow.session.scalars(select(Pump.id).where(Pump.active).order_by(Pump.id)))
+
+
+def sync_all_pumps(uow: UnitOfWork, pump_ids: Sequence[int] | None = None) -> int:
+    """Run the active pumps (all, or ``pump_ids``) to the clinic's now and bring their alarms
+    into the inbox (outside demo mode the server does this every few minutes, a few pumps per
+    transaction so that users are never kept waiting). Returns the number of new alarms."""
     if uow.actor.role != "system":
         require(uow.actor, "clock", uow)
     uow.action = "sync_pumps"
     before = uow.session.scalar(select(func.count()).select_from(Alarm)) or 0
-    for pump in uow.session.scalars(select(Pump).where(Pump.active)):
+    query = select(Pump).where(Pump.active)
+    if pump_ids is not None:
+        query = query.where(Pump.id.in_(list(pump_ids)))
+    for pump in uow.session.scalars(query):
         _sync(uow, pump, GATEWAY.advance_to(pump, uow.now))
     uow.session.flush()
     new = (uow.session.scalar(select(func.count()).select_from(Alarm)) or 0) - before

@@ -45,12 +45,15 @@ SECURITY_HEADERS = [
 
 
 async def _sync_loop(clinic: Clinic, every_s: float) -> None:
-    from openitb.clinic.services import sync_all_pumps
+    from openitb.clinic.services import active_pump_ids, sync_all_pumps
     from openitb.clinic.uow import SYSTEM
 
     def once() -> None:
         with clinic.uow(SYSTEM) as u:
-            sync_all_pumps(u)
+            ids = active_pump_ids(u)
+        for i in range(0, len(ids), 20):  # one short transaction per 20 pumps
+            with clinic.uow(SYSTEM) as u:
+                sync_all_pumps(u, ids[i:i + 20])
 
     while True:
         try:
