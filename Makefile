@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/itb demo
+	$(BIN)/itb serve --demo $(SERVE_ARGS)
 
 test: $(STAMP)
 	$(BIN)/pytest

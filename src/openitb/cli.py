@@ -12,7 +12,9 @@ from openitb.commands import (  # noqa: F401 (pump_service registers on pump)
     programmer,
     pump,
     pump_service,
+    serve,
     simulate,
+    users,
 )
 
 app = typer.Typer(
@@ -30,6 +32,8 @@ app.add_typer(patient.app, name="patient")
 app.command("simulate")(simulate.simulate_cmd)
 app.add_typer(programmer.app, name="programmer")
 app.add_typer(programmer.ptm_app, name="ptm")
+app.add_typer(serve.app, name="serve")
+app.add_typer(users.app, name="users")
 # Each command group registers here, one line each.
 
 

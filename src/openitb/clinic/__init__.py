@@ -1,0 +1,1 @@
+"""The clinic's service layer: use cases over a unit of work (no HTTP, no HTML)."""

@@ -1,0 +1,45 @@
+"""The clinic clock: the wall clock, or in demo mode a clock stored in the database that the
+demo moves forward (a day, a week, to the next alarm), running every virtual pump along."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from openitb.store.models import Setting
+
+MODE_KEY = "clock_mode"
+NOW_KEY = "clock_now"
+
+
+def wall_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def clock_mode(session: Session) -> str:
+    row = session.get(Setting, MODE_KEY)
+    return row.value if row is not None else "wall"
+
+
+def clinic_now(session: Session) -> datetime:
+    """Now, by the clinic clock."""
+    if clock_mode(session) == "demo":
+        row = session.get(Setting, NOW_KEY)
+        if row is not None:
+            return datetime.fromisoformat(row.value).astimezone(UTC)
+    return wall_now()
+
+
+def set_demo_clock(session: Session, now: datetime) -> None:
+    for key, value in ((MODE_KEY, "demo"), (NOW_KEY, now.astimezone(UTC).isoformat())):
+        row = session.get(Setting, key)
+        if row is None:
+            session.add(Setting(key=key, value=value))
+        else:
+            row.value = value
+
+
+def settings(session: Session) -> dict[str, str]:
+    return {s.key: s.value for s in session.scalars(select(Setting))}

@@ -1,0 +1,1 @@
+"""Interoperability: FHIR export and the iCalendar refill feed."""

@@ -1,0 +1,1 @@
+"""Documents: the emergency wallet card and the therapy summary (PDF)."""

@@ -1,0 +1,432 @@
+"""The JSON API under /api/v1 (OpenAPI at /api/v1/openapi.json).
+
+Authentication is the same signed session cookie as the pages (POST /api/v1/auth/login), and
+every unsafe request carries the CSRF token in the ``X-CSRF-Token`` header. Permission is checked
+before the body is read (403 for a role that may not act), and again by the use case."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from openitb.clinic import accounts, queries, services
+from openitb.clinic.clock import clock_mode
+from openitb.clinic.uow import Actor, jsonable, snapshot
+from openitb.errors import RefusedOperation
+from openitb.programmer.review import Review
+from openitb.web import security
+from openitb.web.deps import check_csrf, need, sign_in, signed_in, uow
+
+router = APIRouter(prefix="/api/v1", tags=["clinic"])
+
+
+class Error(BaseModel):
+    error: str
+    reason: str | None = None
+    field: str | None = None
+    given: str | None = None
+    allowed: str | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Error}, 403: {"model": Error}, 404: {"model": Error},
+    409: {"model": Error}, 422: {"model": Error}}
+
+
+class Login(BaseModel):
+    username: str = Field(max_length=80)
+    password: str = Field(max_length=200)
+
+
+class PatientIn(BaseModel):
+    mrn: str = Field(max_length=40)
+    name: str = Field(max_length=200)
+    birth_date: date
+    origin: Literal["spinal", "cerebral"]
+    weight_kg: float
+    diagnosis: str = ""
+    injury_level: str = ""
+    risk_high_injury: bool = False
+    risk_communication: bool = False
+    risk_prior_withdrawal: bool = False
+    emergency_contact: str = ""
+
+
+class PatientEdit(BaseModel):
+    version: int = Field(description="the version you read; a different one means a conflict")
+    name: str | None = None
+    weight_kg: float | None = None
+    diagnosis: str | None = None
+    injury_level: str | None = None
+    risk_high_injury: bool | None = None
+    risk_communication: bool | None = None
+    risk_prior_withdrawal: bool | None = None
+    emergency_contact: str | None = None
+
+
+class Checklist(BaseModel):
+    screening_response: bool = False
+    body_size: bool = False
+    no_infection: bool = False
+    no_allergy: bool = False
+    interferes_with_function: bool = False
+    note: str = ""
+
+
+class ScreeningDoseIn(BaseModel):
+    dose_mcg: float
+    effect_hours: float = 0
+    mas_before: dict[str, float]
+    mas_after: dict[str, float]
+
+
+class ScreeningIn(BaseModel):
+    doses: list[ScreeningDoseIn] = Field(max_length=3)
+
+
+class ImplantIn(BaseModel):
+    profile: str
+    serial: str = Field(max_length=40)
+    catheter_length_cm: float
+    tip_level: str
+    volume_ml: float
+    concentration: float
+    dose_per_day: float | None = None
+
+
+class ProgramIn(BaseModel):
+    prescription: dict[str, Any] | None = Field(
+        None, description="any mode in the documented prescription schema (docs/prescriptions.md); "
+        "when given, mode, dose_per_day and steps are ignored")
+    mode: Literal["continuous", "flex"] = "continuous"
+    dose_per_day: float | None = None
+    steps: str | None = Field(None, description="flex: lines of 'HH:MM DOSE' (mcg/day)")
+    context: Literal["titration", "maintenance"] = "maintenance"
+    confirmed: bool = False
+    override_reason: str | None = None
+
+
+class RefillIn(BaseModel):
+    withdrawn_ml: float
+    volume_ml: float
+    concentration: float
+    compounded: bool = False
+    note: str = ""
+    confirmed: bool = False
+
+
+class AckIn(BaseModel):
+    note: str = Field(max_length=2000)
+
+
+class MriIn(BaseModel):
+    minutes: float
+
+
+class ReplacementIn(BaseModel):
+    planned_date: date
+
+
+class ReplaceIn(BaseModel):
+    serial: str = Field(max_length=40)
+    profile: str | None = None
+    volume_ml: float
+    concentration: float | None = None
+    catheter_replaced: bool = False
+    catheter_length_cm: float | None = None
+    tip_level: str | None = None
+
+
+class ClockIn(BaseModel):
+    step: Literal["day", "week", "next_alarm"]
+
+
+class UserIn(BaseModel):
+    username: str
+    display_name: str = ""
+    role: Literal["physician", "nurse", "patient", "admin"]
+    password: str
+    patient_id: int | None = None
+
+
+def _review(r: Review) -> dict[str, Any]:
+    return {"classification": r.classification.value, "reason": r.reason,
+            "refused": r.refused, "needs_override": r.needs_override,
+            "rows": [{"field": x.field, "current": x.current, "proposed": x.proposed,
+                      "changed": x.changed,
+                      "classification": x.classification.value if x.classification else None,
+                      "reason": x.reason} for x in r.rows]}
+
+
+def _record(record: dict[str, Any]) -> dict[str, Any]:
+    pump = record["pump"]
+    return {
+        "patient": snapshot(record["patient"]),
+        "withdrawal_risk": record["risk"],
+        "pump": snapshot(pump) if pump else None,
+        "programs": [snapshot(p) for p in record["programs"]],
+        "refills": [snapshot(r) for r in record["refills"]],
+        "alarms": [snapshot(a) for a in record["alarms"]],
+        "screenings": [snapshot(s) for s in record["screenings"]],
+        "mri": [snapshot(m) for m in record["mris"]],
+        "timeline": [snapshot(v) for v in record["visits"]],
+    }
+
+
+def _csrf(request: Request) -> None:
+    check_csrf(request)
+
+
+@router.post("/auth/login", responses=ERRORS)
+def login(body: Login, request: Request) -> dict[str, Any]:
+    """Sign in: sets the session cookie; returns the CSRF token for unsafe requests."""
+    _csrf(request)
+    actor = sign_in(request, body.username, body.password)
+    request.state.session = security.new_session(actor.user_id, actor.epoch)
+    return {"username": actor.username, "role": actor.role, "patient_id": actor.patient_id,
+            "csrf_token": request.state.session["csrf"]}
+
+
+@router.get("/auth/csrf")
+def csrf(request: Request) -> dict[str, str]:
+    """The CSRF token of this session (a visitor gets one before signing in)."""
+    return {"csrf_token": str(request.state.session["csrf"])}
+
+
+@router.post("/auth/logout", responses=ERRORS)
+def logout(request: Request) -> dict[str, str]:
+    _csrf(request)
+    actor = request.state.actor
+    if actor is not None:
+        with uow(request, actor) as u:
+            accounts.end_sessions(u)
+    request.state.session = security.new_session()
+    return {"status": "signed out"}
+
+
+@router.get("/me", responses=ERRORS)
+def me(request: Request) -> dict[str, Any]:
+    actor = signed_in(request)
+    out: dict[str, Any] = {"username": actor.username, "role": actor.role,
+                           "patient_id": actor.patient_id}
+    if actor.role == "patient" and actor.patient_id is not None:
+        with uow(request, actor) as u:
+            out["record"] = _record(queries.patient_record(u, actor.patient_id))
+    return out
+
+
+@router.get("/dashboard", responses=ERRORS)
+def dashboard(request: Request, actor: Actor = need("view_clinic")) -> list[dict[str, Any]]:
+    with uow(request, actor) as u:
+        return [jsonable(i.__dict__) for i in queries.dashboard(u)]
+
+
+@router.get("/patients", responses=ERRORS)
+def patients(request: Request, q: str = "", actor: Actor = need("view_clinic")) -> list[dict[str, Any]]:
+    with uow(request, actor) as u:
+        return [jsonable(r) for r in queries.patient_list(u, q)]
+
+
+@router.post("/patients", status_code=201, responses=ERRORS)
+def register(body: PatientIn, request: Request,
+             actor: Actor = need("edit_patient")) -> dict[str, Any]:
+    _csrf(request)
+    with uow(request, actor) as u:
+        return snapshot(services.register_patient(u, body.model_dump()))
+
+
+@router.get("/patients/{patient_id}", responses=ERRORS)
+def patient(patient_id: int, request: Request) -> dict[str, Any]:
+    actor = signed_in(request)
+    with uow(request, actor) as u:
+        return _record(queries.patient_record(u, patient_id))
+
+
+@router.patch("/patients/{patient_id}", responses=ERRORS)
+def edit(patient_id: int, body: PatientEdit, request: Request,
+         actor: Actor = need("edit_patient")) -> dict[str, Any]:
+    _csrf(request)
+    fields = {k: v for k, v in body.model_dump().items() if v is not None and k != "version"}
+    with uow(request, actor) as u:
+        return snapshot(services.update_patient(u, patient_id, body.version, fields))
+
+
+@router.put("/patients/{patient_id}/checklist", responses=ERRORS)
+def checklist(patient_id: int, body: Checklist, request: Request,
+              actor: Actor = need("checklist")) -> dict[str, Any]:
+    _csrf(request)
+    with uow(request, actor) as u:
+        return snapshot(services.set_checklist(u, patient_id, body.model_dump()))
+
+
+@router.post("/patients/{patient_id}/screenings", status_code=201, responses=ERRORS)
+def screening(patient_id: int, body: ScreeningIn, request: Request,
+              actor: Actor = need("screening")) -> dict[str, Any]:
+    _csrf(request)
+    with uow(request, actor) as u:
+        return snapshot(services.record_screening(
+            u, patient_id, [d.model_dump() for d in body.doses]))
+
+
+@router.post("/patients/{patient_id}/implant", status_code=201, responses=ERRORS)
+def implant(patient_id: int, body: ImplantIn, request: Request,
+            actor: Actor = need("implant")) -> dict[str, Any]:
+    _csrf(request)
+    with uow(request, actor) as u:
+        return snapshot(services.implant(u, patient_id, body.model_dump()))
+
+
+@router.post("/patients/{patient_id}/program/review", responses=ERRORS)
+def program_review(patient_id: int, body: ProgramIn, request: Request,
+                   actor: Actor = need("program")) -> dict[str, Any]:
+    """The side-by-side review with guardrail classes; nothing is written."""
+    _csrf(request)
+    with uow(request, actor) as u:
+        return _review(services.program_review(u, patient_id, body.model_dump()))
+
+
+@router.post("/patients/{patient_id}/program", status_code=201, responses=ERRORS)
+def program(patient_id: int, body: ProgramIn, request: Request,
+            actor: Actor = need("program")) -> dict[str, Any]:
+    _csrf(request)
+    with uow(request, actor) as u:
+        return snapshot(services.program(u, patient_id, body.model_dump()))
+
+
+@router.post("/patients/{patient_id}/refill/review", responses=ERRORS)
+def refill_review(patient_id: int, body: RefillIn, request: Request,
+                  actor: Actor = need("refill")) -> dict[str, Any]:
+    _csrf(request)
+    with uow(request, actor) as u:
+        r = services.refill_review(u, patient_id, body.model_dump())
+    d, b, p = r["discrepancy"], r["bridge"], r["projection"]
+    out: dict[str, Any] = jsonable({
+        "expected_ml": r["expected"].value, "withdrawn_ml": r["withdrawn"].value,
+        "discrepancy_ml": d.difference_ml, "flagged": d.flagged, "threshold_ml": d.threshold.value,
+        "possible_causes": list(d.possible_causes),
+        "bridge": None if b is None else {"volume_ml": b.bridge_volume.value,
+                                          "duration_h": b.bridge_duration.value,
+                                          "dose_mcg": b.bridge_dose.value,
+                                          "unbridged_error_pct": b.unbridged_dose_error_pct},
+        "low_alarm_at": p.low_alarm_at if p else None, "refill_by": p.refill_by if p else None,
+        "drug_warning": r["drug_warning"]})
+    return out
+
+
+@router.post("/patients/{patient_id}/refill", status_code=201, responses=ERRORS)
+def refill(patient_id: int, body: RefillIn, request: Request,
+           actor: Actor = need("refill")) -> dict[str, Any]:
+    _csrf(request)
+    with uow(request, actor) as u:
+        return snapshot(services.refill(u, patient_id, body.model_dump()))
+
+
+@router.post("/patients/{patient_id}/mri", status_code=201, responses=ERRORS)
+def mri(patient_id: int, body: MriIn, request: Request,
+        actor: Actor = need("mri")) -> dict[str, Any]:
+    _csrf(request)
+    with uow(request, actor) as u:
+        return snapshot(services.record_mri(u, patient_id, body.model_dump()))
+
+
+@router.post("/mri/{mri_id}/check", responses=ERRORS)
+def mri_check(mri_id: int, request: Request, actor: Actor = need("mri")) -> dict[str, Any]:
+    _csrf(request)
+    with uow(request, actor) as u:
+        return snapshot(services.post_mri_check(u, mri_id))
+
+
+@router.post("/patients/{patient_id}/replacement", status_code=201, responses=ERRORS)
+def replacement(patient_id: int, body: ReplacementIn, request: Request,
+                actor: Actor = need("replacement")) -> dict[str, Any]:
+    _csrf(request)
+    with uow(request, actor) as u:
+        return snapshot(services.plan_replacement(u, patient_id, body.model_dump()))
+
+
+@router.post("/patients/{patient_id}/replace", status_code=201, responses=ERRORS)
+def replace(patient_id: int, body: ReplaceIn, request: Request,
+            actor: Actor = need("replacement")) -> dict[str, Any]:
+    """Explant the pump and implant a new one with the same program."""
+    _csrf(request)
+    with uow(request, actor) as u:
+        return snapshot(services.replace_pump(u, patient_id, body.model_dump()))
+
+
+@router.get("/alarms", responses=ERRORS)
+def alarms(request: Request, include_acknowledged: bool = False,
+           actor: Actor = need("view_clinic")) -> list[dict[str, Any]]:
+    with uow(request, actor) as u:
+        return [{**snapshot(a), "patient_name": n,
+                 "meaning": queries.ALARM_MEANING.get(a.kind, "")}
+                for a, n in queries.alarm_inbox(u, include_acknowledged)]
+
+
+@router.post("/alarms/{alarm_id}/acknowledge", responses=ERRORS)
+def acknowledge(alarm_id: int, body: AckIn, request: Request,
+                actor: Actor = need("acknowledge")) -> dict[str, Any]:
+    _csrf(request)
+    with uow(request, actor) as u:
+        return snapshot(services.acknowledge_alarm(u, alarm_id, body.note))
+
+
+@router.get("/clock", responses=ERRORS)
+def clock(request: Request) -> dict[str, Any]:
+    signed_in(request)
+    with request.app.state.clinic.factory() as s:
+        from openitb.clinic.clock import clinic_now
+
+        return {"now": clinic_now(s).isoformat(), "mode": clock_mode(s)}
+
+
+@router.post("/clock/advance", responses=ERRORS)
+def advance(body: ClockIn, request: Request, actor: Actor = need("clock")) -> dict[str, Any]:
+    _csrf(request)
+    if not request.app.state.demo:
+        raise RefusedOperation("the clinic clock is the wall clock outside demo mode",
+                               code="forbidden")
+    with uow(request, actor) as u:
+        return {"now": services.advance_clock(u, body.model_dump()).isoformat()}
+
+
+@router.get("/audit", responses=ERRORS)
+def audit(request: Request, limit: int = 200, actor: Actor = need("audit")) -> list[dict[str, Any]]:
+    with uow(request, actor) as u:
+        return [snapshot(e) for e in queries.audit_trail(u, limit)]
+
+
+@router.post("/users", status_code=201, responses=ERRORS)
+def create_user(body: UserIn, request: Request,
+                actor: Actor = need("accounts")) -> dict[str, Any]:
+    _csrf(request)
+    with uow(request, actor) as u:
+        return snapshot(accounts.create_user(u, body.username, body.display_name, body.role,
+                                             body.password, body.patient_id))
+
+
+
+
+@router.get("/patients/{patient_id}/fhir", responses=ERRORS)
+def fhir_bundle(patient_id: int, request: Request) -> Response:
+    """The patient's record as a FHIR R5 Bundle (collection)."""
+    from openitb.interop.fhir import patient_bundle
+
+    actor = signed_in(request)
+    with uow(request, actor) as u:
+        u.action = "fhir_export"
+        bundle = patient_bundle(queries.patient_record(u, patient_id), now=u.now)
+    return Response(bundle.model_dump_json(), media_type="application/fhir+json")
+
+
+@router.get("/calendar/refills.ics", responses=ERRORS)
+def refill_feed(request: Request, actor: Actor = need("view_clinic")) -> Response:
+    """iCalendar feed of refill appointments (one all-day event per pump, on its refill-by
+    date, with a reminder 3 days before)."""
+    from openitb.interop.ical import refill_calendar
+
+    with uow(request, actor) as u:
+        body = refill_calendar(queries.refill_appointments(u), now=u.now)
+    return Response(body, media_type="text/calendar")

@@ -1,0 +1,227 @@
+"""The FastAPI application: sessions, CSRF, error pages, static files, pages and the API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openitb.clinic.accounts import load_actor
+from openitb.clinic.facade import Clinic
+from openitb.clinic.uow import Actor
+from openitb.errors import InvalidInput, RefusedOperation
+from openitb.web import security
+from openitb.web.deps import NotSignedIn
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+log = logging.getLogger("openitb.web")
+
+STATUS = {"forbidden": 403, "not_found": 404, "conflict": 409, "unauthenticated": 401,
+          "csrf": 403, "throttled": 429}
+
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+     b"script-src 'self'; frame-ancestors 'none'"),
+]
+
+
+async def _sync_loop(clinic: Clinic, every_s: float) -> None:
+    from openitb.clinic.services import active_pump_ids, sync_all_pumps
+    from openitb.clinic.uow import SYSTEM
+
+    def once() -> None:
+        with clinic.uow(SYSTEM) as u:
+            ids = active_pump_ids(u)
+        for i in range(0, len(ids), 20):  # one short transaction per 20 pumps
+            with clinic.uow(SYSTEM) as u:
+                sync_all_pumps(u, ids[i:i + 20])
+
+    while True:
+        try:
+            await anyio.to_thread.run_sync(once)
+        except Exception:  # keep syncing; the failure is in the server log
+            log.exception("pump sync failed")
+        await asyncio.sleep(every_s)
+
+
+class SessionMiddleware:
+    """Pure ASGI: read the signed session cookie, load the actor (in a worker thread, so the
+    event loop never waits on the database), and write the cookie back when it changed."""
+
+    def __init__(self, app: ASGIApp, clinic: Clinic, codec: security.SessionCodec,
+                 secure: bool) -> None:
+        self.app, self.clinic, self.codec, self.secure = app, clinic, codec, secure
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cookie = Request(scope).cookies.get(security.COOKIE)
+        data = self.codec.load(cookie)
+        fresh = data is None
+        session = data or security.new_session()
+        state = scope.setdefault("state", {})
+        state["session"] = session
+        state["actor"] = None
+        if session.get("uid") is not None:
+            state["actor"] = await anyio.to_thread.run_sync(
+                self._actor, int(session["uid"]), int(session.get("epoch") or 0))
+            if state["actor"] is None:  # signed out elsewhere, or the account is gone
+                session = state["session"] = security.new_session()
+                fresh = True
+        before = dict(session)
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                current = state.get("session", session)
+                if fresh or current != before:
+                    value = self.codec.dump(current)
+                    flags = f"Max-Age={security.MAX_AGE_S}; Path=/; HttpOnly; SameSite=lax"
+                    if self.secure:
+                        flags += "; Secure"
+                    headers.append("set-cookie", f"{security.COOKIE}={value}; {flags}")
+                for key, val in SECURITY_HEADERS:
+                    if key.decode() not in headers:
+                        headers.append(key.decode(), val.decode())
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+    def _actor(self, uid: int, epoch: int) -> Actor | None:
+        with self.clinic.factory() as s:
+            return load_actor(s, uid, epoch)
+
+
+def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | None = None,
+               sync_every_s: float | None = None) -> FastAPI:
+    """The application. ``sync_every_s``: outside demo mode, run every pump to the wall clock
+    that often, so that their alarms reach the inbox without anyone opening the patient."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if sync_every_s and not demo:
+            task = asyncio.create_task(_sync_loop(clinic, sync_every_s))
+        yield
+        if task is not None:
+            task.cancel()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="OpenITB clinic",
+        version="0.1.0",
+        description="Intrathecal baclofen clinic: patients, screening, implant, programming, "
+        "refills, alarms. Simulation, training and research only; not a medical device.",
+        docs_url=None,  # Swagger UI would load from a CDN; the document itself is served
+        openapi_url="/api/v1/openapi.json",
+        redoc_url=None,
+    )
+    app.state.clinic = clinic
+    app.state.demo = demo
+    from openitb.web.throttle import LoginThrottle
+
+    app.state.login_throttle = LoginThrottle()
+    with clinic.factory() as s:
+        codec = security.SessionCodec(security.secret_key(s))
+    secure = (os.environ.get("OPENITB_SECURE_COOKIES") == "1") if secure_cookies is None \
+        else secure_cookies
+
+    app.add_middleware(SessionMiddleware, clinic=clinic, codec=codec, secure=secure)
+
+    def wants_json(request: Request) -> bool:
+        return request.url.path.startswith("/api/")
+
+    def page_error(request: Request, status: int, title: str, message: str,
+                   detail: dict[str, Any]) -> Response:
+        if wants_json(request):
+            return JSONResponse(detail, status_code=status)
+        from openitb.web.pages import render
+
+        return render(request, "error.html", {"title": title, "message": message}, status)
+
+    def log_unauthenticated(request: Request) -> None:
+        from openitb.errors import RefusedOperation as Refused
+
+        try:
+            with clinic.uow(Actor("anonymous", "anonymous")) as u:
+                u.action = f"{request.method} {request.url.path}"[:60]
+                raise Refused("not signed in", code="unauthenticated")
+        except Refused:
+            pass  # the unit of work has logged it
+
+    @app.exception_handler(NotSignedIn)
+    async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
+        if request.url.path != "/":  # the front door is not a refusal
+            await anyio.to_thread.run_sync(log_unauthenticated, request)
+        if wants_json(request):
+            return JSONResponse({"error": "unauthenticated", "reason": "sign in first"}, 401)
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path")]
+        field = ".".join(loc) or "request"
+        given = first.get("input", None)
+        allowed = str(first.get("msg", "a valid value"))
+        detail = {"error": "invalid", "field": field, "given": str(given)[:200],
+                  "allowed": allowed, "errors": len(errors)}
+        return page_error(request, 422, "Please correct the input",
+                          f"{field}: got {given!r}; {allowed}"[:500], detail)
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(request: Request, exc: InvalidInput) -> Response:
+        return page_error(request, 422, "Please correct the input",
+                          f"{exc.field}: got {exc.given!r}; {exc.allowed}",
+                          {"error": "invalid", "field": exc.field, "given": str(exc.given),
+                           "allowed": exc.allowed})
+
+    @app.exception_handler(RefusedOperation)
+    async def _refused(request: Request, exc: RefusedOperation) -> Response:
+        status = STATUS.get(exc.code, 422)
+        titles = {403: "Not allowed", 404: "Not found", 409: "Conflict", 401: "Sign in"}
+        return page_error(request, status, titles.get(status, "Refused"), exc.reason,
+                          {"error": exc.code, "reason": exc.reason})
+
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    from openitb.web import api, pages
+
+    app.include_router(api.router)
+    app.include_router(pages.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory openitb.web.app:app_from_env`` (several workers):
+    OPENITB_DATABASE_URL names the database, OPENITB_DEMO=1 runs the demo clock."""
+    from openitb.store.db import make_engine
+
+    demo = os.environ.get("OPENITB_DEMO") == "1"
+    return create_app(Clinic(make_engine()), demo=demo, sync_every_s=None if demo else 300.0)

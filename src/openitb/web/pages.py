@@ -1,0 +1,493 @@
+"""Server-rendered pages (Jinja2 + htmx). Every form carries the CSRF token; every page checks
+the role before it reads anything, and the use cases check again."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from openitb.clinic import accounts, queries, services
+from openitb.clinic.uow import Actor
+from openitb.devices import load_catalog
+from openitb.drugs import load_library
+from openitb.errors import InvalidInput, OpenITBError, RefusedOperation
+from openitb.web import charts, security
+from openitb.web.deps import check_csrf, need, sign_in, signed_in, uow
+
+router = APIRouter(include_in_schema=False)
+
+
+def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    from openitb.web.app import templates
+
+    actor: Actor | None = request.state.actor
+    base = {"actor": actor, "csrf": request.state.session.get("csrf"),
+            "demo": request.app.state.demo, "path": request.url.path}
+    now = getattr(request.state, "clinic_now", None)
+    if now is None:
+        with request.app.state.clinic.factory() as s:
+            from openitb.clinic.clock import clinic_now
+
+            now = clinic_now(s)
+    base["clinic_now"] = now
+    return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
+
+
+async def form_of(request: Request) -> dict[str, Any]:
+    form = await request.form()
+    data = {k: v for k, v in form.items() if isinstance(v, str)}
+    check_csrf(request, data.get("csrf_token"))
+    return data
+
+
+def error_text(exc: OpenITBError) -> str:
+    if isinstance(exc, InvalidInput):
+        return f"{exc.field}: got {exc.given!r}; {exc.allowed}"
+    if isinstance(exc, RefusedOperation):
+        return exc.reason
+    return str(exc)
+
+
+def redirect(url: str) -> Response:
+    return RedirectResponse(url, status_code=303)
+
+
+def safe_next(url: str | None) -> str:
+    if not url:
+        return "/"
+    parsed = urlparse(url)
+    if parsed.scheme or parsed.netloc or not url.startswith("/") or url.startswith("//"):
+        return "/"
+    return url
+
+
+# ---- sign in and out -------------------------------------------------------------------------
+@router.get("/login")
+def login_form(request: Request, next: str = "/") -> Response:
+    return render(request, "login.html", {"next": safe_next(next), "error": None})
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    data = await form_of(request)
+    try:
+        actor = sign_in(request, data.get("username", ""), data.get("password", ""))
+    except RefusedOperation as exc:
+        return render(request, "login.html", {"next": safe_next(data.get("next")),
+                                              "error": exc.reason},
+                      status=429 if exc.code == "throttled" else 401)
+    request.state.session = security.new_session(actor.user_id, actor.epoch)
+    return redirect(safe_next(data.get("next")))
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    await form_of(request)
+    actor = request.state.actor
+    if actor is not None:
+        with uow(request, actor) as u:
+            accounts.end_sessions(u)
+    request.state.session = security.new_session()
+    return redirect("/login")
+
+
+@router.post("/calendar-feed")
+async def calendar_feed(request: Request, actor: Actor = need("view_clinic")) -> Response:
+    await form_of(request)
+    with uow(request, actor) as u:
+        token = accounts.feed_token(u)
+    url = f"{request.base_url}calendar/{token}/refills.ics"
+    return render(request, "feed.html", {"url": url})
+
+
+@router.get("/calendar/{token}/refills.ics")
+def calendar_by_token(request: Request, token: str) -> Response:
+    """For calendar clients, which send no cookie: the token in the URL names the user."""
+    from openitb.interop.ical import refill_calendar
+
+    with request.app.state.clinic.factory() as s:
+        actor = accounts.actor_for_feed(s, token)
+    if actor is None:
+        raise RefusedOperation("no calendar feed at this address", code="not_found")
+    with uow(request, actor) as u:
+        body = refill_calendar(queries.refill_appointments(u), now=u.now)
+    return Response(body, media_type="text/calendar")
+
+
+# ---- dashboard, patients ---------------------------------------------------------------------
+DASHBOARD_PAGE = 100
+
+
+@router.get("/")
+def home(request: Request, page: int = 1) -> Response:
+    actor = signed_in(request)
+    if actor.role == "patient":
+        return redirect("/me")
+    if actor.role == "admin":
+        return redirect("/admin")
+    page = max(1, min(page, 10**6))
+    with uow(request, actor) as u:
+        shown, total = queries.dashboard_page(u, (page - 1) * DASHBOARD_PAGE, DASHBOARD_PAGE)
+    pages = max(1, -(-total // DASHBOARD_PAGE))
+    if page > pages:
+        return redirect(f"/?page={pages}")
+    return render(request, "dashboard.html", {"items": shown, "total": total,
+                                              "page": page, "pages": pages})
+
+
+@router.get("/patients")
+def patient_list(request: Request, q: str = "", actor: Actor = need("view_clinic")) -> Response:
+    with uow(request, actor) as u:
+        rows = queries.patient_list(u, q)
+    name = "_patient_rows.html" if request.headers.get("hx-request") else "patients.html"
+    return render(request, name, {"rows": rows, "q": q})
+
+
+@router.get("/patients/new")
+def patient_new_form(request: Request, actor: Actor = need("edit_patient")) -> Response:
+    return render(request, "patient_form.html", {"values": {}, "error": None})
+
+
+@router.post("/patients/new")
+async def patient_new(request: Request, actor: Actor = need("edit_patient")) -> Response:
+    data = await form_of(request)
+    try:
+        with uow(request, actor) as u:
+            p = services.register_patient(u, data)
+    except OpenITBError as exc:
+        return render(request, "patient_form.html", {"values": data, "error": error_text(exc)},
+                      status=422)
+    return redirect(f"/patients/{p.id}")
+
+
+@router.get("/patients/{patient_id}")
+def patient_page(request: Request, patient_id: str) -> Response:
+    actor = signed_in(request)
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    if actor.role == "patient":
+        return render(request, "me.html", own_view(record))
+    notice = None
+    refilled = request.query_params.get("refilled")
+    if refilled and record["refills"] and str(record["refills"][-1].id) == refilled:
+        last = record["refills"][-1]
+        notice = (f"Refill recorded: {last.volume_ml:g} mL at {last.concentration:g} mcg/mL"
+                  + ("; bridge bolus started" if last.bridge else "")
+                  + (f"; next refill by {last.refill_by:%Y-%m-%d}" if last.refill_by else ""))
+    return render(request, "patient.html", {
+        **record, "notice": notice, "reservoir_chart": charts.reservoir_svg(record),
+        "dose_chart": charts.dose_svg(record), "checklist_items": services.CHECKLIST,
+        "error": request.query_params.get("error")})
+
+
+def own_view(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "meaning": queries.ALARM_MEANING, "titles": queries.ALARM_TITLE,
+            "withdrawal_signs": queries.WITHDRAWAL_SIGNS,
+            "overdose_signs": queries.OVERDOSE_SIGNS,
+            "open_alarms": [a for a in record["alarms"] if a.cleared_at is None]}
+
+
+@router.get("/me")
+def me(request: Request, actor: Actor = need("view_own")) -> Response:
+    if actor.patient_id is None:
+        raise RefusedOperation("this account is not linked to a patient", code="not_found")
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, actor.patient_id)
+    return render(request, "me.html", own_view(record))
+
+
+@router.post("/patients/{patient_id}/edit")
+async def patient_edit(request: Request, patient_id: str,
+                       actor: Actor = need("edit_patient")) -> Response:
+    data = await form_of(request)
+    for key in ("risk_high_injury", "risk_communication", "risk_prior_withdrawal"):
+        data.setdefault(key, "off")  # an unchecked box is not sent
+    try:
+        with uow(request, actor) as u:
+            services.update_patient(u, patient_id, data.get("version"), data)
+    except OpenITBError as exc:
+        return render(request, "error.html", {"title": "Not saved", "message": error_text(exc),
+                                              "back": f"/patients/{patient_id}"},
+                      status=409 if getattr(exc, "code", "") == "conflict" else 422)
+    return redirect(f"/patients/{patient_id}")
+
+
+@router.post("/patients/{patient_id}/checklist")
+async def checklist(request: Request, patient_id: str,
+                    actor: Actor = need("checklist")) -> Response:
+    data = await form_of(request)
+    with uow(request, actor) as u:
+        services.set_checklist(u, patient_id, data)
+    return redirect(f"/patients/{patient_id}")
+
+
+# ---- screening, implant ----------------------------------------------------------------------
+@router.get("/patients/{patient_id}/screening")
+def screening_form(request: Request, patient_id: str,
+                   actor: Actor = need("screening")) -> Response:
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    return render(request, "screening.html", {**record, "groups": services.MUSCLE_GROUPS,
+                                              "error": None})
+
+
+def _screening_doses(data: Mapping[str, str]) -> list[dict[str, Any]]:
+    doses = []
+    for i, dose in enumerate((50, 75, 100)):
+        if data.get(f"given_{i}") != "on":
+            continue
+        before = {g: data[f"before_{i}_{g}"] for g in services.MUSCLE_GROUPS
+                  if data.get(f"before_{i}_{g}", "").strip()}
+        after = {g: data[f"after_{i}_{g}"] for g in services.MUSCLE_GROUPS
+                 if data.get(f"after_{i}_{g}", "").strip()}
+        doses.append({"dose_mcg": dose, "effect_hours": data.get(f"effect_{i}") or 0,
+                      "mas_before": before, "mas_after": after})
+    return doses
+
+
+@router.post("/patients/{patient_id}/screening")
+async def screening(request: Request, patient_id: str,
+                    actor: Actor = need("screening")) -> Response:
+    data = await form_of(request)
+    try:
+        with uow(request, actor) as u:
+            services.record_screening(u, patient_id, _screening_doses(data))
+    except OpenITBError as exc:
+        with uow(request, actor) as u:
+            record = queries.patient_record(u, patient_id)
+        return render(request, "screening.html", {**record, "groups": services.MUSCLE_GROUPS,
+                                                  "error": error_text(exc)}, status=422)
+    return redirect(f"/patients/{patient_id}")
+
+
+@router.get("/patients/{patient_id}/implant")
+def implant_form(request: Request, patient_id: str, actor: Actor = need("implant")) -> Response:
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    return render(request, "implant.html", {**record, "profiles": load_catalog().pumps,
+                                            "concentrations": load_library().known_concentrations(),
+                                            "values": {}, "error": None})
+
+
+@router.post("/patients/{patient_id}/implant")
+async def implant(request: Request, patient_id: str, actor: Actor = need("implant")) -> Response:
+    data = await form_of(request)
+    try:
+        with uow(request, actor) as u:
+            services.implant(u, patient_id, data)
+    except OpenITBError as exc:
+        with uow(request, actor) as u:
+            record = queries.patient_record(u, patient_id)
+        return render(request, "implant.html", {
+            **record, "profiles": load_catalog().pumps,
+            "concentrations": load_library().known_concentrations(), "values": data,
+            "error": error_text(exc)}, status=422)
+    return redirect(f"/patients/{patient_id}")
+
+
+# ---- programming -----------------------------------------------------------------------------
+@router.get("/patients/{patient_id}/program")
+def program_form(request: Request, patient_id: str, actor: Actor = need("program")) -> Response:
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    return render(request, "program.html", {**record, "values": {}, "review": None,
+                                            "error": None})
+
+
+@router.post("/patients/{patient_id}/program")
+async def program(request: Request, patient_id: str, actor: Actor = need("program")) -> Response:
+    """Without ``confirmed``: show the side-by-side review. With it: write the program."""
+    data = await form_of(request)
+    review = None
+    error = None
+    try:
+        with uow(request, actor) as u:
+            review = services.program_review(u, patient_id, data)
+        if data.get("confirmed") == "on":
+            with uow(request, actor) as u:
+                services.program(u, patient_id, data)
+            return redirect(f"/patients/{patient_id}")
+    except OpenITBError as exc:
+        error = error_text(exc)
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    return render(request, "program.html", {**record, "values": data, "review": review,
+                                            "error": error}, status=422 if error else 200)
+
+
+# ---- refill ----------------------------------------------------------------------------------
+@router.get("/patients/{patient_id}/refill")
+def refill_form(request: Request, patient_id: str, actor: Actor = need("refill")) -> Response:
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    pump = record["pump"]
+    values = {"concentration": f"{pump.concentration:g}" if pump else "",
+              "volume_ml": f"{record['profile'].capacity.value:g}" if pump else ""}
+    return render(request, "refill.html", {**record, "values": values, "review": None,
+                                           "error": None,
+                                           "concentrations": load_library().known_concentrations()})
+
+
+@router.post("/patients/{patient_id}/refill")
+async def refill(request: Request, patient_id: str, actor: Actor = need("refill")) -> Response:
+    """Step 2 (no ``confirmed``): the discrepancy, the bridge bolus and the new dates.
+    Step 3 (``confirmed``): write it to the pump and book the next refill."""
+    data = await form_of(request)
+    review = None
+    error = None
+    try:
+        with uow(request, actor) as u:
+            review = services.refill_review(u, patient_id, data)
+        if data.get("confirmed") == "on":
+            with uow(request, actor) as u:
+                row = services.refill(u, patient_id, data)
+            return redirect(f"/patients/{patient_id}?refilled={row.id}")
+    except OpenITBError as exc:
+        error = error_text(exc)
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    return render(request, "refill.html", {**record, "values": data, "review": review,
+                                           "error": error,
+                                           "concentrations": load_library().known_concentrations()},
+                  status=422 if error else 200)
+
+
+# ---- MRI, replacement ------------------------------------------------------------------------
+@router.post("/patients/{patient_id}/mri")
+async def mri(request: Request, patient_id: str, actor: Actor = need("mri")) -> Response:
+    data = await form_of(request)
+    with uow(request, actor) as u:
+        services.record_mri(u, patient_id, data)
+    return redirect(f"/patients/{patient_id}")
+
+
+@router.post("/mri/{mri_id}/check")
+async def mri_check(request: Request, mri_id: str, actor: Actor = need("mri")) -> Response:
+    await form_of(request)
+    with uow(request, actor) as u:
+        row = services.post_mri_check(u, mri_id)
+    return redirect(f"/patients/{row.patient_id}")
+
+
+@router.post("/patients/{patient_id}/replacement")
+async def replacement(request: Request, patient_id: str,
+                      actor: Actor = need("replacement")) -> Response:
+    data = await form_of(request)
+    with uow(request, actor) as u:
+        services.plan_replacement(u, patient_id, data)
+    return redirect(f"/patients/{patient_id}")
+
+
+@router.post("/patients/{patient_id}/replace")
+async def replace(request: Request, patient_id: str,
+                  actor: Actor = need("replacement")) -> Response:
+    data = await form_of(request)
+    with uow(request, actor) as u:
+        services.replace_pump(u, patient_id, data)
+    return redirect(f"/patients/{patient_id}")
+
+
+# ---- alarms, clock ---------------------------------------------------------------------------
+@router.get("/alarms")
+def alarms(request: Request, all: str = "", actor: Actor = need("view_clinic")) -> Response:
+    with uow(request, actor) as u:
+        rows = queries.alarm_inbox(u, include_acknowledged=bool(all))
+    return render(request, "alarms.html", {"rows": rows, "meaning": queries.ALARM_MEANING,
+                                           "show_all": bool(all)})
+
+
+@router.post("/alarms/{alarm_id}/ack")
+async def acknowledge(request: Request, alarm_id: str,
+                      actor: Actor = need("acknowledge")) -> Response:
+    data = await form_of(request)
+    error = None
+    try:
+        with uow(request, actor) as u:
+            services.acknowledge_alarm(u, alarm_id, data.get("note"))
+    except OpenITBError as exc:
+        if not request.headers.get("hx-request"):
+            raise
+        error = error_text(exc)
+    if request.headers.get("hx-request"):  # htmx swaps the alarm's own item in place
+        with uow(request, actor) as u:
+            a, name = queries.alarm_item(u, alarm_id)
+        return render(request, "_alarm.html", {"a": a, "name": name, "ack_error": error,
+                                               "meaning": queries.ALARM_MEANING})
+    return redirect(safe_next(data.get("next") or "/alarms"))
+
+
+@router.post("/clock")
+async def clock(request: Request, actor: Actor = need("clock")) -> Response:
+    data = await form_of(request)
+    if not request.app.state.demo:
+        raise RefusedOperation("the clinic clock is the wall clock outside demo mode",
+                               code="forbidden")
+    with uow(request, actor) as u:
+        services.advance_clock(u, data)
+    return redirect(safe_next(data.get("next") or "/"))
+
+
+# ---- administration --------------------------------------------------------------------------
+@router.get("/admin")
+def admin(request: Request, actor: Actor = need("accounts")) -> Response:
+    from sqlalchemy import select
+
+    from openitb.store.models import User
+
+    with uow(request, actor) as u:
+        users = list(u.session.scalars(select(User).order_by(User.username)))
+        trail = queries.audit_trail(u, 100)
+    return render(request, "admin.html", {"users": users, "trail": trail, "error": None})
+
+
+@router.post("/admin/users")
+async def create_user(request: Request, actor: Actor = need("accounts")) -> Response:
+    data = await form_of(request)
+    pid = data.get("patient_id") or None
+    with uow(request, actor) as u:
+        accounts.create_user(u, data.get("username", ""), data.get("display_name", ""),
+                             data.get("role", ""), data.get("password", ""),
+                             int(pid) if pid and pid.isdigit() else None)
+    return redirect("/admin")
+
+
+@router.get("/patients/{patient_id}/wallet-card.pdf")
+def wallet_card(request: Request, patient_id: str) -> Response:
+    from openitb.reports.pdf import wallet_card_pdf
+
+    actor = signed_in(request)
+    with uow(request, actor) as u:
+        body = wallet_card_pdf(queries.patient_record(u, patient_id))
+    return Response(body, media_type="application/pdf",
+                    headers={"Content-Disposition": 'inline; filename="itb-wallet-card.pdf"'})
+
+
+@router.get("/patients/{patient_id}/summary.pdf")
+def therapy_summary(request: Request, patient_id: str) -> Response:
+    from openitb.reports.pdf import therapy_summary_pdf
+
+    actor = signed_in(request)
+    with uow(request, actor) as u:
+        body = therapy_summary_pdf(queries.patient_record(u, patient_id), now=u.now)
+    return Response(body, media_type="application/pdf",
+                    headers={"Content-Disposition": 'inline; filename="itb-therapy-summary.pdf"'})
+
+
+@router.get("/patients/{patient_id}/refill.ics")
+def own_refill_event(request: Request, patient_id: str) -> Response:
+    """The next refill of one patient as an iCalendar file (for the patient's own calendar)."""
+    from openitb.interop.ical import refill_calendar
+
+    actor = signed_in(request)
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+        pump = record["pump"]
+        rows = ([(pump.id, record["patient"].name, pump.serial, pump.refill_by,
+                  pump.low_alarm_at)] if pump is not None and pump.refill_by else [])
+        body = refill_calendar(rows, now=u.now)
+    return Response(body, media_type="text/calendar",
+                    headers={"Content-Disposition": 'attachment; filename="itb-refill.ics"'})
