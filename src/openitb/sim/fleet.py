@@ -169,13 +169,19 @@ def simulate(d: Draws, study: Study, policy: Policy) -> dict[str, int]:
     refill_no = np.zeros(n, dtype=np.int64)
     rows = np.arange(n)
 
+    # The projected low-alarm date less the lead time, as a wait after each refill (fixed per
+    # patient: the program and the concentration do not change in a fleet study).
+    days_to_low = (d.capacity_nl - low_nl) / flow_nl_per_day
+    wait_s = np.clip(days_to_low - policy.lead_days, 1.0, r.max_interval_days) * DAY_S
+
     def schedule(mask: npt.NDArray[np.bool_], t: float) -> FloatArray:
-        """The next refill for ``mask``: the projected low-alarm date less the lead time."""
-        days_to_low = (d.capacity_nl - low_nl) / flow_nl_per_day
-        wait = np.clip(days_to_low - policy.lead_days, 1.0, r.max_interval_days) * DAY_S
-        k = np.minimum(refill_no, d.missed.shape[1] - 1)
-        late = np.where(d.missed[rows, k], d.delay_s[rows, k], 0.0)
-        return np.where(mask, t + wait + late, appt)
+        """Book the next refill for ``mask`` (late where that appointment will be missed)."""
+        idx = np.flatnonzero(mask)
+        k = np.minimum(refill_no[idx], d.missed.shape[1] - 1)
+        late = np.where(d.missed[idx, k], d.delay_s[idx, k], 0.0)
+        out = appt.copy()
+        out[idx] = t + wait_s[idx] + late
+        return out
 
     appt = inf.copy()
     unplanned = np.zeros(n, dtype=bool)
