@@ -26,8 +26,8 @@ from openitb.units import McgPerDay, McgPerMl, Milliliters
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PATIENTS = int(os.environ.get("OPENITB_BENCH_FLEET_PATIENTS", "10000"))
 YEARS = 5.0
-REFERENCE_PATIENTS = 5
-REFERENCE_DAYS = 60
+REFERENCE_PATIENTS = 20
+REFERENCE_DAYS = 90
 
 
 def study(patients: int, years: float):  # type: ignore[no-untyped-def]
