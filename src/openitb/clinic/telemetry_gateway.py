@@ -38,6 +38,8 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -138,14 +140,27 @@ class TelemetryPumpGateway:
         service.advance()  # the pump runs on its own up to now, whether or not it is called
         return _Connection(controller, service, transport, PumpLink(client, rec, clock), clock)
 
+    @contextmanager
+    def _session(self, record: PumpRecord, now: datetime) -> Iterator[_Connection]:
+        """One clinician session; closed (BYE) and counted whether the operation succeeds or
+        not. Only :meth:`_finish` stores the snapshot, so a refused or mismatched operation
+        leaves ``record.state`` as it was."""
+        conn = self._open(record, now)
+        try:
+            yield conn
+        finally:
+            try:
+                conn.link.client.close()
+            except Exception:  # noqa: BLE001 - a failed BYE must not hide the real outcome
+                pass
+            conn.link.record.ended = conn.clock.now.isoformat()
+            self.last_record = conn.link.record
+            self.counters.sessions += 1
+            self.counters.frames += conn.transport.frames
+            self.counters.commands_served += conn.service.commands_served
+
     def _finish(self, conn: _Connection, record: PumpRecord, status: dict[str, Any],
                 data: dict[str, Any] | None = None) -> PumpReading:
-        conn.link.client.close()
-        conn.link.record.ended = conn.clock.now.isoformat()
-        self.last_record = conn.link.record
-        self.counters.sessions += 1
-        self.counters.frames += conn.transport.frames
-        self.counters.commands_served += conn.service.commands_served
         record.state = conn.controller.to_dict()
         st = dict(status)
         # The clinic's key for what the reservoir holds (the controller's name for it).
@@ -182,43 +197,43 @@ class TelemetryPumpGateway:
         return self.interrogate(record, now)
 
     def interrogate(self, record: PumpRecord, now: datetime) -> PumpReading:
-        conn = self._open(record, now)
-        status = self._read(conn)
-        return self._finish(conn, record, status, status)
+        with self._session(record, now) as conn:
+            status = self._read(conn)
+            return self._finish(conn, record, status, status)
 
     def advance_to(self, record: PumpRecord, now: datetime) -> PumpReading:
-        conn = self._open(record, now)
-        return self._finish(conn, record, conn.service.status())
+        with self._session(record, now) as conn:
+            return self._finish(conn, record, conn.service.status())
 
     def program(self, record: PumpRecord, now: datetime, prescription: Prescription,
                 concentration: McgPerMl, start: bool = False) -> PumpReading:
-        conn = self._open(record, now)
-        data = self._send(conn, "program", prescription=prescription.to_dict(),
-                          concentration=str(concentration))
-        running = bool(conn.service.pump.running)
-        if start and not running:
-            self._send(conn, "start")
-        status = self._read(conn)
-        diffs = program_differences(status, prescription, concentration)
-        if start and status.get("state") != "running":
-            diffs.append(f"state: wrote start, the pump reports {status.get('state')}")
-        self._check(conn, "program", diffs)
-        return self._finish(conn, record, status, data)
+        with self._session(record, now) as conn:
+            data = self._send(conn, "program", prescription=prescription.to_dict(),
+                              concentration=str(concentration))
+            running = bool(conn.service.pump.running)
+            if start and not running:
+                self._send(conn, "start")
+            status = self._read(conn)
+            diffs = program_differences(status, prescription, concentration)
+            if start and status.get("state") != "running":
+                diffs.append(f"state: wrote start, the pump reports {status.get('state')}")
+            self._check(conn, "program", diffs)
+            return self._finish(conn, record, status, data)
 
     def refill(self, record: PumpRecord, now: datetime, volume: Milliliters,
                concentration: McgPerMl) -> PumpReading:
-        conn = self._open(record, now)
-        before = self._read(conn)
-        data = self._send(conn, "refill", volume=_q(volume.value, "mL"),
-                          concentration=str(concentration))
-        status = self._read(conn)
-        diffs = volume_differences(before, status, get_pump(record.profile), volume, "wrote")
-        held = status.get("reservoir_concentration_mcg_per_ml")
-        if not _close(held, concentration.value):
-            diffs.append(f"reservoir concentration: wrote {concentration}, the pump reports "
-                         f"{held} mcg/mL")
-        self._check(conn, "refill", diffs)
-        return self._finish(conn, record, status, data)
+        with self._session(record, now) as conn:
+            before = self._read(conn)
+            data = self._send(conn, "refill", volume=_q(volume.value, "mL"),
+                              concentration=str(concentration))
+            status = self._read(conn)
+            diffs = volume_differences(before, status, get_pump(record.profile), volume, "wrote")
+            held = status.get("reservoir_concentration_mcg_per_ml")
+            if not _close(held, concentration.value):
+                diffs.append(f"reservoir concentration: wrote {concentration}, the pump reports "
+                             f"{held} mcg/mL")
+            self._check(conn, "refill", diffs)
+            return self._finish(conn, record, status, data)
 
     def _bolus(self, conn: _Connection, record: PumpRecord, name: str,
                **args: Any) -> PumpReading:
@@ -232,30 +247,30 @@ class TelemetryPumpGateway:
                      duration: Hours) -> PumpReading:
         if kind not in ("priming", "bridge"):
             raise ValueError(f"volume bolus kind {kind!r}: priming or bridge")
-        conn = self._open(record, now)
-        return self._bolus(conn, record, f"{kind}_bolus", volume=_q(volume.value, "mL"),
-                           duration=_q(duration.value, "h"))
+        with self._session(record, now) as conn:
+            return self._bolus(conn, record, f"{kind}_bolus", volume=_q(volume.value, "mL"),
+                               duration=_q(duration.value, "h"))
 
     def clinician_bolus(self, record: PumpRecord, now: datetime, dose: Micrograms,
                         duration: Hours) -> PumpReading:
-        conn = self._open(record, now)
-        return self._bolus(conn, record, "clinician_bolus", dose=_q(dose.value, "mcg"),
-                           duration=_q(duration.value, "h"))
+        with self._session(record, now) as conn:
+            return self._bolus(conn, record, "clinician_bolus", dose=_q(dose.value, "mcg"),
+                               duration=_q(duration.value, "h"))
 
     def acknowledge(self, record: PumpRecord, now: datetime, kind: str) -> PumpReading:
-        conn = self._open(record, now)
-        data = self._send(conn, "acknowledge_alarm", kind=kind)
-        return self._finish(conn, record, self._read(conn), data)
+        with self._session(record, now) as conn:
+            data = self._send(conn, "acknowledge_alarm", kind=kind)
+            return self._finish(conn, record, self._read(conn), data)
 
     def mri(self, record: PumpRecord, now: datetime, minutes: float) -> PumpReading:
         """The scan (an environment event, not a command) starts now and lasts ``minutes``."""
-        conn = self._open(record, now)
-        started = conn.service.inject(cmd.MriStart())
-        if not started.get("ok"):
-            raise RefusedOperation(f"MRI start: {started.get('reason')}", code="pump_refused")
-        conn.clock.now = conn.clock.now + timedelta(seconds=round(minutes * 60))
-        ended = conn.service.inject(cmd.MriEnd())
-        if not ended.get("ok"):
-            raise RefusedOperation(f"MRI end: {ended.get('reason')}", code="pump_refused")
-        data = {k: v for k, v in ended.items() if k not in ("ok", "reason")}
-        return self._finish(conn, record, conn.service.status(), data)
+        with self._session(record, now) as conn:
+            started = conn.service.inject(cmd.MriStart())
+            if not started.get("ok"):
+                raise RefusedOperation(f"MRI start: {started.get('reason')}", code="pump_refused")
+            conn.clock.now = conn.clock.now + timedelta(seconds=round(minutes * 60))
+            ended = conn.service.inject(cmd.MriEnd())
+            if not ended.get("ok"):
+                raise RefusedOperation(f"MRI end: {ended.get('reason')}", code="pump_refused")
+            data = {k: v for k, v in ended.items() if k not in ("ok", "reason")}
+            return self._finish(conn, record, conn.service.status(), data)

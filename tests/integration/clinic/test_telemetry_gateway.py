@@ -162,7 +162,13 @@ def test_a_pump_refusal_carries_the_wire_code(empty_clinic: Clinic,
     pid = implanted(empty_clinic)
     with empty_clinic.uow(DR) as u:
         pump = queries.patient_record(u, pid)["pump"]
+        state = dict(pump.state)
+        sessions = gateway.counters.sessions
         with pytest.raises(RefusedOperation) as e:
             gateway.acknowledge(pump, u.now, "eri")  # no such alarm sounding
         assert e.value.code == "refused"
+        assert pump.state == state  # nothing stored
+        assert gateway.counters.sessions == sessions + 1  # the session was closed and counted
+        assert gateway.last_record is not None
+        assert gateway.last_record.refusals[-1]["action"] == "acknowledge_alarm"
         u.session.rollback()
