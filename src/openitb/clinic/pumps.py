@@ -1,9 +1,9 @@
 """The clinic's one port to the implanted pumps.
 
 Every use case reaches a pump through :class:`PumpGateway`. :class:`ControllerGateway` drives the
-pump controller directly and keeps its snapshot in the database row (``Pump.state``); a gateway
-that talks to the pump through the programmer over telemetry can replace it without touching the
-use cases.
+pump controller directly and keeps its snapshot in the database row (``Pump.state``);
+:class:`~openitb.clinic.telemetry_gateway.TelemetryPumpGateway` (the web app's default) talks to
+the same snapshot through the programmer over telemetry, without touching the use cases.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from openitb.units import Hours, McgPerMl, Micrograms, Milliliters
 
 
 class PumpRecord(Protocol):
-    """What the gateway needs of a stored pump: its profile and its snapshot."""
+    """What the gateway needs of a stored pump: its profile, serial and snapshot."""
 
     profile: str
+    serial: str
     state: dict[str, Any]
 
 

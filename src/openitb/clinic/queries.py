@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import func, or_, select
 
 from openitb.clinic.accounts import require, require_patient_access
+from openitb.clinic.prediction import predicted_effect
+from openitb.clinic.pumps import reading_prescription
 from openitb.clinic.uow import UnitOfWork
 from openitb.devices import get_pump
 from openitb.store.models import (
@@ -187,7 +189,22 @@ def patient_record(uow: UnitOfWork, patient_id: object) -> dict[str, Any]:
             "alarms": alarms, "screenings": screenings, "mris": mris, "visits": visits,
             "timeline": timeline[:300],
             "profile": get_pump(pump.profile) if pump else None,
-            "risk": withdrawal_risk(patient), "now": uow.now}
+            "risk": withdrawal_risk(patient), "now": uow.now,
+            "predicted_effect": program_effect(patient, pump)}
+
+
+def program_effect(patient: Patient, pump: Pump | None) -> dict[str, Any] | None:
+    """The patient model's steady-state effect of the pump's current program for a typical
+    patient of this origin (see clinic/prediction.py); None without a programmed pump."""
+    if pump is None:
+        return None
+    rx = reading_prescription(pump.state or {})
+    if rx is None:
+        return None
+    dose = rx.daily_dose().value
+    out = predicted_effect(patient.origin, patient.population, dose).to_dict()
+    out["infusing"] = bool(pump.dose_per_day and pump.dose_per_day > 0)
+    return out
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 
 from openitb.clinic.accounts import require, require_patient_access
 from openitb.clinic.clock import set_demo_clock
-from openitb.clinic.pumps import ControllerGateway, PumpGateway, PumpReading
+from openitb.clinic.pumps import PumpGateway, PumpReading
+from openitb.clinic.telemetry_gateway import TelemetryPumpGateway
 from openitb.clinic.uow import Conflict, UnitOfWork, snapshot
 from openitb.devices import get_pump, load_catalog
 from openitb.drugs import Context, Origin, Population, load_library
@@ -45,7 +46,9 @@ from openitb.therapy.refill import (
 from openitb.therapy.screening import ScreeningDose, evaluate_screening
 from openitb.units import Hours, McgPerDay, McgPerMl, Micrograms, Milliliters
 
-GATEWAY: PumpGateway = ControllerGateway()
+# Every pump operation goes through the programmer over telemetry (see telemetry_gateway.py);
+# ControllerGateway (pumps.py) drives the controller directly, for tests and benchmarks.
+GATEWAY: PumpGateway = TelemetryPumpGateway()
 
 STAGES = ("candidate", "screening", "screened", "not_candidate", "implanted", "explanted")
 CHECKLIST = {

@@ -173,6 +173,7 @@ def _record(record: dict[str, Any]) -> dict[str, Any]:
         "screenings": [snapshot(s) for s in record["screenings"]],
         "mri": [snapshot(m) for m in record["mris"]],
         "timeline": [snapshot(v) for v in record["visits"]],
+        "predicted_effect": record["predicted_effect"],
     }
 
 

@@ -37,9 +37,10 @@ class Recording(ControllerGateway):
 @pytest.fixture
 def recording() -> Iterator[Recording]:
     rec = Recording()
+    previous = services.GATEWAY
     services.set_gateway(rec)
     yield rec
-    services.set_gateway(ControllerGateway())
+    services.set_gateway(previous)
 
 
 def test_use_cases_go_through_the_port(empty_clinic: Clinic, recording: Recording) -> None:

@@ -324,3 +324,31 @@ def test_htmx_acknowledge_swaps_the_item(demo_clinic: Clinic) -> None:
     assert bad.text.lstrip().startswith(f'<li id="alarm-{alarm_id}"')
     ok = c.post(f"/alarms/{alarm_id}/ack", data={"note": "called, all well"}, headers=hx)
     assert "Acknowledged by nurse.kim" in ok.text and "<form" not in ok.text
+
+
+def test_patient_page_and_api_show_the_model_prediction(demo_clinic: Clinic) -> None:
+    pid = patient_ids(demo_clinic)["ITB-1006"]  # Leo Moreau, cerebral, titrating at 100
+    doc = client_for(demo_clinic)
+    form_login(doc, "dr.rivera")
+    page = doc.get(f"/patients/{pid}").text
+    assert 'id="predicted-effect"' in page
+    assert "not for this patient" in page and "child_cp" in page
+    before = doc.get(f"/api/v1/patients/{pid}").json()["predicted_effect"]
+    assert before["model_patient"] == "child_cp" and before["mas_drop"] > 0
+    assert before["dose_per_day"] == doc.get(f"/api/v1/patients/{pid}").json()["pump"][
+        "dose_per_day"]
+    t = page_csrf(doc.get(f"/patients/{pid}/program").text)
+    r = doc.post(f"/patients/{pid}/program", data={
+        "csrf_token": t, "mode": "continuous", "dose_per_day": str(before["dose_per_day"] * 1.1),
+        "context": "titration", "confirmed": "on"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    after = doc.get(f"/api/v1/patients/{pid}").json()["predicted_effect"]
+    assert after["dose_per_day"] > before["dose_per_day"]
+    assert after["mas_drop"] > before["mas_drop"]
+    assert after["csf_lumbar_ng_per_ml"] > before["csf_lumbar_ng_per_ml"]
+    assert after["mas"] < before["mas"]
+    # a patient without a pump has no prediction
+    cand = patient_ids(demo_clinic)
+    without = [i for i in cand.values()
+               if doc.get(f"/api/v1/patients/{i}").json()["pump"] is None]
+    assert without and doc.get(f"/api/v1/patients/{without[0]}").json()["predicted_effect"] is None
