@@ -76,9 +76,12 @@ def reservoir_svg(record: dict[str, Any]) -> str:
         ppath = f"M{x(now):.1f},{y(pump.reservoir_ml):.1f} " + " ".join(
             f"L{x(t):.1f},{y(v):.1f}" for t, v, _ in proj)
         out.append(f'<path d="{ppath}" class="projection"/>')
-        for t, v, label in proj:
+        for i, (t, v, label) in enumerate(proj):
+            # The projected dates sit at the right edge and close together: right-aligned
+            # labels, stacked, so they neither clip nor overlap.
+            lift = 8 + 16 * (len(proj) - 1 - i)
             out.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="4" class="marker"/>')
-            out.append(f'<text x="{x(t):.1f}" y="{y(v) - 8:.1f}" text-anchor="middle">'
+            out.append(f'<text x="{x(t) - 6:.1f}" y="{y(v) - lift:.1f}" text-anchor="end">'
                        f'{escape(label)} {t:%m-%d}</text>')
     if pump.refill_by and t0 <= pump.refill_by <= t1:
         xr = x(pump.refill_by)
