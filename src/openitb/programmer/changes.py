@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from openitb.devices import PumpProfile
 from openitb.drugs import DrugLibrary, Product
 from openitb.errors import InvalidInput, RefusedOperation
-from openitb.programmer.review import ReviewRow
+from openitb.programmer.review import Gated, ReviewRow
 from openitb.therapy.guardrails import Classification, Guardrail
 from openitb.units import McgPerMl, Micrograms
 
@@ -29,22 +29,6 @@ PATIENT_SHARE_RECOMMENDED = 0.20
 PATIENT_SHARE_ABSOLUTE = 0.50
 
 
-def gate(classification: Classification, reason: str, *, confirmed: bool,
-         override_reason: str | None) -> str | None:
-    """Refuse out-of-bounds, unconfirmed or unexplained changes; return the reason to log."""
-    if not classification.allowed:
-        raise RefusedOperation(reason, code="guardrail_absolute")
-    if not confirmed:
-        raise RefusedOperation("the change was not confirmed on the review screen; nothing was "
-                               "written", code="unconfirmed")
-    if classification.needs_override:
-        if not override_reason or len(override_reason.strip()) < 5:
-            raise RefusedOperation(f"{reason}; give an override reason (at least 5 characters)",
-                                   code="override_required")
-        return override_reason.strip()
-    return None
-
-
 def worst(items: list[tuple[Classification, str]]) -> tuple[Classification, str]:
     if not items:
         return Classification.WITHIN, "no guarded value changes"
@@ -52,24 +36,12 @@ def worst(items: list[tuple[Classification, str]]) -> tuple[Classification, str]
 
 
 @dataclass(frozen=True)
-class ChangeReview:
+class ChangeReview(Gated):
     title: str
     rows: tuple[ReviewRow, ...]
     classification: Classification
     reason: str
     warnings: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def refused(self) -> bool:
-        return not self.classification.allowed
-
-    @property
-    def needs_override(self) -> bool:
-        return self.classification.needs_override
-
-    def confirm(self, *, confirmed: bool, override_reason: str | None = None) -> str | None:
-        return gate(self.classification, self.reason, confirmed=confirmed,
-                    override_reason=override_reason)
 
 
 def build(title: str, rows: list[ReviewRow], warnings: list[str] | None = None) -> ChangeReview:

@@ -26,14 +26,30 @@ class ReviewRow:
     reason: str = ""
 
 
-@dataclass(frozen=True)
-class Review:
-    rows: tuple[ReviewRow, ...]
+def gate(classification: Classification, reason: str, *, confirmed: bool,
+         override_reason: str | None) -> str | None:
+    """Gate before writing: refuse out-of-bounds, unconfirmed or unexplained changes.
+
+    Returns the override reason to log, if one was needed.
+    """
+    if not classification.allowed:
+        raise RefusedOperation(reason, code="guardrail_absolute")
+    if not confirmed:
+        raise RefusedOperation("the change was not confirmed on the review screen; nothing was "
+                               "written", code="unconfirmed")
+    if classification.needs_override:
+        if not override_reason or len(override_reason.strip()) < 5:
+            raise RefusedOperation(f"{reason}; give an override reason (at least 5 characters)",
+                                   code="override_required")
+        return override_reason.strip()
+    return None
+
+
+class Gated:
+    """What every review screen shares: its classification decides refusal, override, gate."""
+
     classification: Classification
     reason: str
-    proposed: Prescription
-    concentration: McgPerMl
-    warnings: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def refused(self) -> bool:
@@ -44,23 +60,18 @@ class Review:
         return self.classification.needs_override
 
     def confirm(self, *, confirmed: bool, override_reason: str | None = None) -> str | None:
-        """Gate before writing: refuse unconfirmed, out-of-bounds or unexplained changes.
+        return gate(self.classification, self.reason, confirmed=confirmed,
+                    override_reason=override_reason)
 
-        Returns the override reason to log, if one was needed.
-        """
-        if self.refused:
-            raise RefusedOperation(self.reason, code="guardrail_absolute")
-        if not confirmed:
-            raise RefusedOperation("the change was not confirmed on the review screen; "
-                                   "nothing was written", code="unconfirmed")
-        if self.needs_override:
-            if not override_reason or len(override_reason.strip()) < 5:
-                raise RefusedOperation(
-                    f"{self.reason}; give an override reason (at least 5 characters)",
-                    code="override_required",
-                )
-            return override_reason.strip()
-        return None
+
+@dataclass(frozen=True)
+class Review(Gated):
+    rows: tuple[ReviewRow, ...]
+    classification: Classification
+    reason: str
+    proposed: Prescription
+    concentration: McgPerMl
+    warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
 def _segments_text(p: Prescription | None) -> list[str]:
