@@ -33,6 +33,7 @@ from openitb.pumpservice.service import PumpService
 from openitb.pumpservice.transport import InProcessTransport
 from openitb.telemetry.client import ProgrammerClient
 from openitb.telemetry.frames import Frame, MessageType, encode, parse_unverified
+from openitb.telemetry.fuzz import mutated
 from openitb.telemetry.session import Role
 from openitb.telemetry.tcp import ServerThread, TcpTransport
 from openitb.therapy.prescription import Continuous
@@ -114,12 +115,7 @@ def fuzz_real_service(n: int, directory: Path, seed: int = 3) -> tuple[int, int,
         if i % 2:
             data = rng.randbytes(rng.randint(0, 160))
         else:
-            buf = bytearray(rng.choice(good))
-            # Distinct positions, each flipped: the frame always differs from the valid one
-            # (two flips of one byte could cancel and resend a genuine command).
-            for pos in rng.sample(range(len(buf)), rng.randint(1, 4)):
-                buf[pos] ^= rng.randint(1, 255)
-            data = bytes(buf)
+            data = mutated(rng.choice(good), rng, 4)
         if parse_unverified(ep.handle(data))[0].type is MessageType.ERROR:
             errors += 1
     return n, errors, json.dumps(service.pump.to_dict(), sort_keys=True) == before

@@ -16,6 +16,7 @@ from typing import Any
 
 from openitb.telemetry.client import ProgrammerClient
 from openitb.telemetry.frames import Frame, MessageType, encode, parse_unverified
+from openitb.telemetry.fuzz import mutated
 from openitb.telemetry.session import PumpEndpoint, Role
 from openitb.telemetry.tcp import ServerThread, TcpTransport
 
@@ -45,12 +46,7 @@ def fuzz(n: int, seed: int = 1) -> tuple[int, int, int]:
         if i % 2:
             data = rng.randbytes(rng.randint(0, 120))
         else:
-            buf = bytearray(rng.choice(good))
-            # Distinct positions, each flipped: the frame always differs from the valid one
-            # (two flips of one byte could cancel and resend a genuine command).
-            for pos in rng.sample(range(len(buf)), rng.randint(1, 4)):
-                buf[pos] ^= rng.randint(1, 255)
-            data = bytes(buf)
+            data = mutated(rng.choice(good), rng, 4)
         reply = ep.handle(data)
         if parse_unverified(reply)[0].type is MessageType.ERROR:
             errors += 1

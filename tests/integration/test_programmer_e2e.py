@@ -23,6 +23,7 @@ from openitb.pumpservice.clock import ManualClock
 from openitb.pumpservice.service import PumpService
 from openitb.telemetry.client import ProgrammerClient, TelemetryError
 from openitb.telemetry.frames import Frame, MessageType, encode
+from openitb.telemetry.fuzz import mutated
 from openitb.telemetry.session import Role
 from openitb.telemetry.tcp import ServerThread, TcpTransport
 from openitb.therapy.prescription import Continuous
@@ -272,10 +273,7 @@ def test_random_streams_over_tcp_never_crash_the_server_or_change_the_pump(rig: 
             if i % 3 == 0:
                 data = rng.randbytes(rng.randint(1, 300))
             else:
-                buf = bytearray(good)
-                for pos in rng.sample(range(12, len(buf)), rng.randint(1, 3)):
-                    buf[pos] ^= rng.randint(1, 255)
-                data = bytes(buf)
+                data = mutated(good, rng, 3, start=12)
             s.sendall(data)
             s.shutdown(socket.SHUT_WR)
             reply = b""

@@ -205,6 +205,7 @@ def test_random_and_mutated_frames_never_change_the_real_pump() -> None:
     import random
 
     from openitb.telemetry.frames import Frame, MessageType, encode
+    from openitb.telemetry.fuzz import mutated
 
     service, _ = make_service()
     set_up_running(service)
@@ -228,10 +229,7 @@ def test_random_and_mutated_frames_never_change_the_real_pump() -> None:
         if i % 2:
             data = rng.randbytes(rng.randint(0, 200))
         else:
-            buf = bytearray(rng.choice(good))
-            for pos in rng.sample(range(len(buf)), rng.randint(1, 3)):
-                buf[pos] ^= rng.randint(1, 255)
-            data = bytes(buf)
+            data = mutated(rng.choice(good), rng, 3)
         ep.handle(data)
     assert json.dumps(service.pump.to_dict(), sort_keys=True) == before
     assert service.book.to_dict() == book
