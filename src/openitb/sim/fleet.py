@@ -34,7 +34,6 @@ OUTCOMES = (
     "catheter_fault", "refill",
 )
 MAX_FAULTS = 8  # catheter faults drawn per patient (far beyond the rates studied)
-MIN_FLOW_ML_PER_DAY = 0.048
 
 
 @dataclass(frozen=True)
@@ -127,12 +126,14 @@ def draw(study: Study) -> Draws:
         true = (lo + np.floor(stroke_rng.random(n) * (hi - lo + 1))).astype(np.int64)
     # Concentration: the lowest strength whose fill lasts the minimum interval, else the highest.
     choices = np.array(sorted(study.concentration.choices_mcg_per_ml), dtype=np.int64)
-    usable_ml = capacity / 1e6 - 2.0
+    usable_ml = capacity / 1e6 - np.array([get_pump(profiles[i]).low_alarm_default.value
+                                           for i in which])
     days_at = usable_ml[:, None] * choices[None, :] / daily[:, None]
     ok = days_at >= study.concentration.min_interval_days
     conc = np.where(ok.any(axis=1), choices[np.argmax(ok, axis=1)], choices[-1])
     # Whole mcg/day per step, never below the pump's slowest flow at that strength.
-    floor = np.ceil(MIN_FLOW_ML_PER_DAY * conc)[:, None]
+    min_flow = np.array([get_pump(profiles[i]).min_flow.value for i in which])
+    floor = np.ceil(min_flow * conc)[:, None]
     dose = np.maximum(np.round(dose_f), floor).astype(np.int64)
     c = study.catheter
     rate = c.occlusion_per_patient_year + c.disconnection_per_patient_year
