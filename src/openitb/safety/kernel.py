@@ -324,8 +324,8 @@ def _patient_limits(b: _Build, p: pr.PatientLimits, state: PumpState, lib: DrugL
 def _patient_bolus(b: _Build, state: PumpState, history: History, patient: PatientFacts,
                    at: datetime, lib: DrugLibrary) -> None:
     b.add(*r.pump_writable_rules(state))
+    b.add(r.patient_request_rule(state, at))  # first: its code tells the patient when
     b.add(*r.bolus_state_rules(state))
-    b.add(r.patient_request_rule(state, at))
     if state.patient_limits is not None and state.program is not None:
         b.add(r.daily_bounds_rule(state.program.daily_dose().value, history, patient, at, lib,
                                   extra_mcg=state.patient_limits.dose_mcg,
