@@ -145,7 +145,7 @@ def test_make_test_is_skipped_because_it_would_recurse() -> None:
 
 def test_commands_are_split_and_rewritten_as_documented(tmp_path: Path) -> None:
     cmds = commands("a \\\n  b  # c\n# only a comment\nd &\n")
-    assert cmds == ["a   b  # c", "d &"]
+    assert cmds == ["a    b  # c", "d &"]
     ports = {"7401": 1234, "8000": 5678}
     assert rewrite("itb pump new --state /tmp/p1 --port 7401", tmp_path, ports) == \
         f"itb pump new --state {tmp_path}/p1 --port 1234"
