@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from openitb.devices import get_pump
-from openitb.physiology.params import population
+from openitb.physiology.params import Patients, population
 from openitb.physiology.titration import side_effect_ceiling, titrated_dose
 from openitb.pump.controller import draw_true_stroke_nl
 from openitb.sim.fleet_patients import FleetPatients, concat
@@ -107,8 +107,8 @@ def _true_strokes(study: Study, profiles: list[str], which: IntArray, nominal: I
     drift = spec.flow_drift_sd_pct * np.random.default_rng([study.seed, 6]).standard_normal(
         (n, refills))
     pct = bias[:, None] + drift
-    strokes = np.clip(np.round(nominal[:, None] * (1 + pct / 100)), lo[:, None], hi[:, None])
-    strokes = strokes.astype(np.int64)
+    strokes: IntArray = np.clip(np.round(nominal[:, None] * (1 + pct / 100)), lo[:, None],
+                                hi[:, None]).astype(np.int64)
     return strokes[:, 0].copy(), strokes
 
 

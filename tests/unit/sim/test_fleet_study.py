@@ -124,8 +124,10 @@ def test_summary_rates_are_per_thousand_patient_years() -> None:
 
 
 def test_a_narrower_flow_spread_means_fewer_pumps_running_dry_unnoticed() -> None:
-    wide = parse_study(small(patients=600))
-    narrow = parse_study(small(patients=600, pumps={"flow_spread_pct": 2.5}))
+    # The pessimistic named option: uniform over the whole tolerance, or over +-2.5 %.
+    wide = parse_study(small(patients=600, pumps={"flow_error": "uniform"}))
+    narrow = parse_study(small(patients=600, pumps={"flow_error": "uniform",
+                                                    "flow_spread_pct": 2.5}))
     d_wide, d_narrow = draw(wide), draw(narrow)
     assert abs(d_narrow.true_stroke_nl - 1000).max() <= 25
     assert abs(d_wide.true_stroke_nl - 1000).max() > 100
