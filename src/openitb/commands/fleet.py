@@ -58,7 +58,7 @@ def _published_table(published: dict[str, dict[str, object]]) -> Table:
     t = Table(title="beside published figures (docs/calibration.md)")
     t.add_column("rate")
     t.add_column("published", justify="right")
-    t.add_column("this study: first policy (all policies)", justify="right")
+    t.add_column("this study: first policy\n(range over policies)", justify="right")
     for p in published.values():
         study = list(p["study"].values())  # type: ignore[attr-defined]
         spread = f" ({min(study):.2g}-{max(study):.2g})" if len(study) > 1 else ""
