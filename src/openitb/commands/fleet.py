@@ -13,27 +13,57 @@ from rich.table import Table
 
 from openitb.commands.calc import guarded
 from openitb.errors import InvalidInput
+from openitb.sim.fleet_calibration import PUBLISHED, published_rates
 from openitb.sim.fleet_plot import plot_policies
-from openitb.sim.fleet_runner import PolicyResult, run_study, write_parquet
+from openitb.sim.fleet_runner import PolicyResult, poisson_interval, run_study, write_parquet
 from openitb.sim.study import load_study
 
 app = typer.Typer(help="Fleet studies: refill policies over thousands of virtual patient-years.",
                   no_args_is_help=True)
 
-TABLE = {"low_alarm": "low alarm", "empty_reservoir": "empty", "reservoir_dry": "dry (true)",
-         "withdrawal_early": "withdrawal early", "withdrawal_severe": "withdrawal severe",
-         "overdose_drowsiness": "overdose drowsy", "overdose_respiratory": "overdose resp.",
-         "unplanned_visit": "unplanned visits"}
+# The policy table: each column a rate per 1,000 patient-years (sum of the outcomes named).
+TABLE = {"low alarm": ("low_alarm",), "dry (true)": ("reservoir_dry",),
+         "withdr. early": ("withdrawal_early",), "withdr. severe": ("withdrawal_severe",),
+         "overdose": ("overdose_drowsiness", "overdose_respiratory", "overdose_coma"),
+         "unplanned": ("unplanned_visit",)}
+WIDTH = 100  # the tables fit 100 columns
+
+
+def _rate(r: PolicyResult, keys: tuple[str, ...]) -> str:
+    count = sum(r.rates[k].count for k in keys)
+    low, high = poisson_interval(count, r.patient_years)
+    return f"{count / r.patient_years * 1000:.1f}\n{low:.0f}-{high:.0f}"
 
 
 def _table(results: list[PolicyResult]) -> Table:
     t = Table(title="events per 1,000 patient-years, 95 % interval below")
     t.add_column("policy")
-    for label in TABLE.values():
+    for label in TABLE:
         t.add_column(label, justify="right")
     for r in results:
-        t.add_row(r.policy, *(f"{r.rates[k].per_1000_py:.1f}\n{r.rates[k].low:.0f}-{r.rates[k].high:.0f}"
-                              for k in TABLE))
+        t.add_row(r.policy, *(_rate(r, keys) for keys in TABLE.values()))
+    return t
+
+
+def _published(results: list[PolicyResult]) -> dict[str, dict[str, object]]:
+    """Each published rate with this study's value per policy."""
+    values = [published_rates({k: v.count for k, v in r.rates.items()}, r.patient_years)
+              for r in results]
+    return {k: {"label": p.label, "published": p.value, "source": p.source,
+                "study": {r.policy: round(v[k], 4) for r, v in zip(results, values, strict=True)}}
+            for k, p in PUBLISHED.items()}
+
+
+def _published_table(published: dict[str, dict[str, object]]) -> Table:
+    t = Table(title="beside published figures (docs/calibration.md)")
+    t.add_column("rate")
+    t.add_column("published", justify="right")
+    t.add_column("this study: first policy\n(range over policies)", justify="right")
+    for p in published.values():
+        study = list(p["study"].values())  # type: ignore[attr-defined]
+        spread = f" ({min(study):.2g}-{max(study):.2g})" if len(study) > 1 else ""
+        t.add_row(f"{p['label']}\n[dim]{p['source']}[/dim]", str(p["published"]),
+                  f"{study[0]:.2g}{spread}")
     return t
 
 
@@ -66,6 +96,7 @@ def run_cmd(
     plot_policies(results, out / "policies.png", study.name)
     doc = {"study": study.name, "patients": study.patients, "years": study.years,
            "seed": study.seed, "results": [asdict(r) for r in results],
+           "published": _published(results),
            "files": {k: str(out / v) for k, v in (("parquet", "results.parquet"),
                                                    ("plot", "policies.png"),
                                                    ("json", "results.json"))}}
@@ -75,5 +106,19 @@ def run_cmd(
     if as_json:
         typer.echo(json.dumps(doc))
     else:
-        Console(width=max(Console().width, 150)).print(_table(results))
-        Console().print(f"written: {out / 'results.parquet'}, {out / 'policies.png'}, {out / 'results.json'}")
+        console = Console(width=WIDTH)
+        console.print(_table(results))
+        console.print(_published_table(doc["published"]))  # type: ignore[arg-type]
+        console.print(f"written: {out / 'results.parquet'}, {out / 'policies.png'}, "
+                      f"{out / 'results.json'}")
+
+
+@app.command("calibration")
+@guarded
+def calibration_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """The fleet against each published figure (the calibration study, docs/calibration.md)."""
+    from openitb.commands.patient import calibration_rows, print_calibration
+    from openitb.sim import fleet_calibration
+
+    print_calibration(calibration_rows(dict(fleet_calibration.MEASURES)), as_json,
+                      "itb fleet calibration: 1,000 patients x 3 years against published figures")

@@ -6,14 +6,18 @@ Definitions of onset, peak, duration and 90 % are in docs/physiology.md; the num
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import numpy as np
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from openitb.commands.calc import JSON, emit, guarded
 from openitb.errors import InvalidInput
+from openitb.physiology import calibration
 from openitb.physiology.measures import bolus_measures, infusion_measures, steady_state_measures
 from openitb.physiology.params import Patients, catalog, patient, population
 from openitb.physiology.population import label_fractions
@@ -110,3 +114,39 @@ def population_cmd(
     f = label_fractions(population(n, rng, name), rng)
     emit({k: (int(v) if k == "patients" else round(v, 4)) for k, v in f.items()}, as_json,
          f"itb patient population: {n} patients around {name or catalog().default_patient}, seed {seed}")
+
+
+def calibration_rows(measures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The calibration rows whose measure is in ``measures``, each with the model's value now."""
+    out = []
+    for row in calibration.load_rows():
+        if row.id in measures:
+            value = float(measures[row.id]())
+            out.append({"id": row.id, "published": row.published, "low": row.low,
+                        "high": row.high, "unit": row.unit, "model": round(value, 6),
+                        "inside": row.inside(value), "listed": row.status})
+    return out
+
+
+def print_calibration(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
+    if as_json:
+        typer.echo(json.dumps({"rows": rows}))
+        return
+    t = Table(title=title)
+    for col, just in (("row", "left"), ("range", "right"), ("model", "right"), ("", "left")):
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in rows:
+        high = "" if r["high"] >= 1e9 else f"{r['high']:.4g}"
+        rng = f"> {r['low']:.4g}" if not high else f"{r['low']:.4g}-{high}"
+        t.add_row(r["id"], f"{rng} {r['unit']}", f"{r['model']:.4g}",
+                  "inside" if r["inside"] else "OUTSIDE (listed)" if r["listed"] == "outside"
+                  else "OUTSIDE")
+    Console(width=100).print(t)
+
+
+@app.command("calibration")
+@guarded
+def calibration_cmd(as_json: bool = JSON) -> None:
+    """The patient model against each published figure (docs/calibration.md)."""
+    print_calibration(calibration_rows(dict(calibration.MEASURES)), as_json,
+                      "itb patient calibration: the model against published figures")

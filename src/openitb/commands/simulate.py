@@ -119,7 +119,14 @@ def plot(result: SimResult, path: Path) -> None:
         edges, tissue = _binned_rate(result, "tissue_mcg_per_h", lo, hi, daily)
         ax.stairs(tissue * 24, edges, color="tab:brown", label=f"to tissue / pocket{mean_of}",
                   baseline=None)
-        ax.set_yscale("symlog", linthresh=1000)
+        # A log scale only where the pocket's dose dwarfs the tip's (a pocket fill); plain
+        # numbers on the ticks either way.
+        if float(tissue.max()) > 10 * max(float(tip.max()), 1e-9):
+            decade = 10.0 ** math.ceil(math.log10(max(float(tip.max()) * 24, 1.0)))
+            ax.set_yscale("symlog", linthresh=decade, linscale=0.5)
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_ylabel("dose rate\nmcg/day")
     ax.legend(loc="upper right", fontsize=8)
     ax = axes[1]
@@ -164,8 +171,9 @@ def plot(result: SimResult, path: Path) -> None:
         for a in axes:
             a.axvline(e["day"], color="black", lw=0.6, alpha=0.6)
         text = e["label"] if len(e["label"]) <= 34 else e["kind"]
-        top.annotate(text, (e["day"], 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                     va="top", ha="right", fontsize=7)
+        top.annotate(text, (e["day"], 0.97), xycoords=("data", "axes fraction"), rotation=90,
+                     va="top", ha="right", fontsize=7,
+                     bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
     for al in result.alarms:
         if not lo <= al["day"] <= hi:
             continue

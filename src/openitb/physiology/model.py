@@ -82,8 +82,12 @@ def build_system(patients: Patients) -> System:
     a[:, DEFICIT, ADAPTED] = kw
     a[:, DEFICIT, CE] = -kw
     a[:, DEFICIT, DEFICIT] = -kw
+    # Drug in the pocket is absorbed into the blood; a small share reaches the spinal fluid
+    # (along the catheter's track), which is what makes a pocket fill an intrathecal overdose.
+    f_csf = p("pocket_to_csf_fraction")
     a[:, DEPOT, DEPOT] = -ka
-    a[:, PLASMA, DEPOT] = ka
+    a[:, PLASMA, DEPOT] = ka * (1.0 - f_csf)
+    a[:, CSF, DEPOT] = ka * f_csf
     a[:, PLASMA, PLASMA] = -cls_ / vs
     a[:, CE_PLASMA, PLASMA] = kes / vs  # mcg in L -> ng/mL
     a[:, CE_PLASMA, CE_PLASMA] = -kes

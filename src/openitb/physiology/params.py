@@ -28,7 +28,7 @@ PARAMETERS = (
     "adaptation_half_life_h", "withdrawal_lag_half_life_h", "withdrawal_deficit50",
     "dependence_floor_ng_per_ml", "overdose_ng_per_ml", "tolerance_gain", "rebound_mas",
     "sc_absorption_per_h", "plasma_volume_l", "plasma_clearance_l_per_h",
-    "plasma_overdose_ng_per_ml", "plasma_ke0_per_h", "overdose_hill",
+    "plasma_overdose_ng_per_ml", "plasma_ke0_per_h", "overdose_hill", "pocket_to_csf_fraction",
 )
 
 
@@ -47,10 +47,27 @@ class Definitions:
 
 
 @dataclass(frozen=True)
+class Titration:
+    """The titration target a clinic uses (physiology/titration.py)."""
+
+    target_mas_drop: float
+    target_effect_fraction: float
+    side_effect_margin: float
+    dose_min_mcg_per_day: float
+    dose_max_mcg_per_day: float
+
+
+@dataclass(frozen=True)
 class ParameterSpec:
+    """A parameter's typical value and log-normal spread; optionally a tail: a share of patients
+    (``tail_fraction``) whose value is ``tail_factor`` times what the log-normal gave them
+    (e.g. the few adults who are very sensitive to an intrathecal dose)."""
+
     typical: float
     cv: float
     source: str
+    tail_fraction: float = 0.0
+    tail_factor: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,7 @@ class Catalog:
     definitions: Definitions
     parameters: Mapping[str, ParameterSpec]
     patients: Mapping[str, NamedPatient]
+    titration: Titration
 
     def named(self, name: str | None) -> NamedPatient:
         key = name or self.default_patient
@@ -149,7 +167,12 @@ def load_catalog(text: str | None = None) -> Catalog:
         typical, cv = _number(spec, "typical", name), _number(spec, "cv", name)
         if typical <= 0 or cv < 0:
             raise InvalidInput(f"parameters.{name}", spec, "typical > 0 and cv >= 0")
-        specs[name] = ParameterSpec(typical, cv, str(spec.get("source", "")))
+        tail_fraction = _number(spec, "tail_fraction", name) if "tail_fraction" in spec else 0.0
+        tail_factor = _number(spec, "tail_factor", name) if "tail_factor" in spec else 1.0
+        if not 0 <= tail_fraction < 1 or tail_factor <= 0:
+            raise InvalidInput(f"parameters.{name}", spec, "0 <= tail_fraction < 1 and tail_factor > 0")
+        specs[name] = ParameterSpec(typical, cv, str(spec.get("source", "")), tail_fraction,
+                                    tail_factor)
     patients: dict[str, NamedPatient] = {}
     for name, p in doc["patients"].items():
         factors = {str(k): float(v) for k, v in p.get("factors", {}).items()}
@@ -159,7 +182,15 @@ def load_catalog(text: str | None = None) -> Catalog:
         patients[name] = NamedPatient(name, str(p["description"]), str(p["origin"]),
                                       float(p["spine_scale"]), str(p["tip_level"]),
                                       str(p["target_level"]), factors)
-    return Catalog(str(doc["default_patient"]), definitions, specs, patients)
+    t = doc["titration"]
+    titration = Titration(*(_number(t, k, "titration") for k in (
+        "target_mas_drop", "target_effect_fraction", "side_effect_margin",
+        "dose_min_mcg_per_day", "dose_max_mcg_per_day")))
+    if not (0 < titration.target_effect_fraction < 1 and 0 < titration.side_effect_margin <= 1
+            and 0 < titration.dose_min_mcg_per_day < titration.dose_max_mcg_per_day):
+        raise InvalidInput("titration", t, "0 < target_effect_fraction < 1, 0 < side_effect_margin"
+                           " <= 1 and 0 < dose_min_mcg_per_day < dose_max_mcg_per_day")
+    return Catalog(str(doc["default_patient"]), definitions, specs, patients, titration)
 
 
 _CATALOG: Catalog | None = None
@@ -198,7 +229,7 @@ def patient(name: str | None = None, *, tip_level: str | None = None,
 def population(n: int, rng: np.random.Generator, base: str | None = None, *,
                tip_level: str | None = None, cat: Catalog | None = None) -> Patients:
     """``n`` patients around a named patient: every parameter log-normal with median the
-    patient's value and the coefficient of variation from the data file."""
+    patient's value and the coefficient of variation from the data file, then its tail (if any)."""
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10_000_000:
         raise InvalidInput("n", n, "a whole number of patients from 1 to 10,000,000")
     c = cat or catalog()
@@ -208,6 +239,11 @@ def population(n: int, rng: np.random.Generator, base: str | None = None, *,
         sigma = math.sqrt(math.log1p(spec.cv**2))
         median = spec.typical * named.factors.get(k, 1.0)
         values[k] = median * np.exp(sigma * rng.standard_normal(n))
+    # Tails are drawn after every log-normal value, so adding one leaves the others unchanged.
+    for k, spec in c.parameters.items():
+        if spec.tail_fraction > 0:
+            values[k] = np.where(rng.random(n) < spec.tail_fraction,
+                                 values[k] * spec.tail_factor, values[k])
     values["spine_scale"] = np.full(n, named.spine_scale)
     tip, target, lumbar, cis = _anatomy(named, n, c, tip_level)
     return Patients(values, tip, target, lumbar, cis, tuple(f"{named.name}#{i}" for i in range(n)))

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from openitb.physiology.measures import bolus_measures, infusion_measures, steady_state_measures
-from openitb.physiology.model import build_system, readouts, steady_state
+from openitb.physiology.measures import (
+    BOLUS_INJECTION_H,
+    bolus_measures,
+    cohort_series,
+    infusion_measures,
+    steady_state_measures,
+)
+from openitb.physiology.model import INTRATHECAL, N_INPUTS, build_system, readouts, steady_state
 from openitb.physiology.params import Catalog, Patients, catalog
+from openitb.physiology.titration import clinic_dose
 
 LABEL_CSF = (130.0, 1240.0)  # ng/mL at 50-1200 mcg/day (label)
 LABEL_DOSES = (50.0, 1200.0)  # mcg/day
@@ -17,13 +24,44 @@ def _inside(x: np.ndarray, lo: float, hi: float) -> float:
     return float(np.mean((x >= lo) & (x <= hi)))
 
 
+SCREENING_DOSES = (50.0, 75.0, 100.0)  # mcg, the label's screening protocol
+# Label maintenance ranges (mcg/day) by origin; children under 12: 24-1199.
+MAINTENANCE = {"spinal": (300.0, 800.0), "cerebral": (90.0, 703.0)}
+
+
+def screening_responders(patients: Patients, cat: Catalog | None = None) -> np.ndarray:
+    """Who responds at screening: a MAS drop of at least ``responder_mas_drop`` after the 50,
+    75 or 100 mcg bolus (observed 12 h)."""
+    c = cat or catalog()
+    responder = np.zeros(len(patients), bool)
+    for dose in SCREENING_DOSES:
+        responder |= bolus_measures(patients, dose, horizon_h=12.0, dt_h=1 / 30,
+                                    cat=c).effect_peak_mas_drop >= c.definitions.responder_mas_drop
+    return responder
+
+
+def overdose_signs_after_bolus(patients: Patients, dose_mcg: float,
+                               cat: Catalog | None = None) -> np.ndarray:
+    """Who shows overdose signs (severity at the drowsiness level or more) within 12 h of a
+    bolus of ``dose_mcg`` given to a drug-naive patient."""
+    c = cat or catalog()
+    times = np.concatenate([[0.0, BOLUS_INJECTION_H], np.arange(1 / 30, 12.0 + 1e-9, 1 / 30)[1:]])
+    rates = np.zeros((times.size - 1, N_INPUTS))
+    rates[0, INTRATHECAL] = dose_mcg / BOLUS_INJECTION_H
+    _, peaks = cohort_series(build_system(patients), times, rates, ("overdose",))
+    return np.asarray(peaks["overdose"] >= c.definitions.overdose_drowsiness)
+
+
 def label_fractions(patients: Patients, rng: np.random.Generator,
                     cat: Catalog | None = None) -> dict[str, float]:
     """Fractions of ``patients`` inside each published range.
 
     ``csf_in_label_range_at_a_label_dose`` gives each patient one maintenance dose drawn
     log-uniformly from 50-1200 mcg/day (the label's dose range) and asks whether the steady-state
-    lumbar CSF concentration falls in the label's 130-1240 ng/mL.
+    lumbar CSF concentration falls in the label's 130-1240 ng/mL; the ``maintenance_dose_*`` and
+    ``csf_at_maintenance_dose_*`` fractions use the dose each patient is titrated to
+    (physiology/titration.py). ``overdose_signs_after_50_mcg`` is a share (published: it happens,
+    rarely), not a fraction inside a range.
     """
     c = cat or catalog()
     system = build_system(patients)
@@ -39,10 +77,8 @@ def label_fractions(patients: Patients, rng: np.random.Generator,
     ss = steady_state_measures(patients, 400.0, dt_h=0.25)
     bolus = bolus_measures(patients, 50.0, dt_h=1 / 30, cat=c)
     inf = infusion_measures(patients, 300.0, dt_h=0.25, cat=c)
-    responder = np.zeros(n, bool)
-    for dose in (50.0, 75.0, 100.0):
-        responder |= bolus_measures(patients, dose, horizon_h=12.0, dt_h=1 / 30,
-                                    cat=c).effect_peak_mas_drop >= c.definitions.responder_mas_drop
+    responder = screening_responders(patients, c)
+    dose = clinic_dose(patients)
     p = patients.p
     return {
         "patients": float(n),
@@ -60,4 +96,8 @@ def label_fractions(patients: Patients, rng: np.random.Generator,
         "bolus_duration_4_8h": _inside(bolus.effect_duration_hours, 4.0, 8.0),
         "infusion_90pct_24_48h": _inside(inf.effect_90pct_hours, 24.0, 48.0),
         "screening_responders": float(np.mean(responder)),
+        "maintenance_dose_in_label_range_spinal_300_800": _inside(dose, *MAINTENANCE["spinal"]),
+        "maintenance_dose_in_label_range_cerebral_90_703": _inside(dose, *MAINTENANCE["cerebral"]),
+        "csf_at_maintenance_dose_in_label_range": _inside(css(dose), *LABEL_CSF),
+        "overdose_signs_after_50_mcg": float(np.mean(overdose_signs_after_bolus(patients, 50.0, c))),
     }

@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from openitb.devices import get_pump
-from openitb.physiology.model import INTRATHECAL, N_INPUTS, build_system, readouts, steady_state
 from openitb.physiology.params import Patients, population
+from openitb.physiology.titration import side_effect_ceiling, titrated_dose
 from openitb.pump.controller import draw_true_stroke_nl
 from openitb.sim.fleet_patients import FleetPatients, concat
 from openitb.sim.fleet_pumps import DAY_S, FleetPumps
@@ -31,8 +31,15 @@ IntArray = npt.NDArray[np.int64]
 OUTCOMES = (
     "low_alarm", "empty_reservoir", "reservoir_dry", "withdrawal_early", "withdrawal_severe",
     "overdose_drowsiness", "overdose_respiratory", "overdose_coma", "unplanned_visit",
-    "catheter_fault", "refill",
+    "catheter_fault", "catheter_fault_partial", "refill", "pocket_fill",
+    "withdrawal_reported_above_2ml",
 )
+# Adverse events caused by the drug (too little or too much), counted together as published
+# series count them (docs/calibration.md).
+DRUG_EVENTS = ("withdrawal_early", "withdrawal_severe", "overdose_drowsiness",
+               "overdose_respiratory", "overdose_coma")
+REPORTED_ML = 2.0  # withdrawal while the pump still reports more than this (Neurosurgery 2004)
+OCCLUSION_KIND, DISCONNECTION_KIND, PARTIAL_KIND = 1, 2, 3
 MAX_FAULTS = 8  # catheter faults drawn per patient (far beyond the rates studied)
 
 
@@ -46,9 +53,11 @@ class Draws:
     conc: IntArray  # mcg/mL
     capacity_nl: IntArray
     nominal_nl: IntArray
-    true_stroke_nl: IntArray
+    true_stroke_nl: IntArray  # at the first fill
+    stroke_by_refill_nl: IntArray  # (n, refills) the true stroke after each refill (drift)
     fault_gap_s: FloatArray  # (n, MAX_FAULTS) time to each fault from the last repair
-    fault_kind: npt.NDArray[np.int8]  # (n, MAX_FAULTS) 1 occlusion, 2 disconnection
+    fault_kind: npt.NDArray[np.int8]  # (n, MAX_FAULTS) 1 occlusion, 2 disconnection, 3 partial
+    fault_loss: FloatArray  # (n, MAX_FAULTS) share of the flow a partial fault loses
     missed: npt.NDArray[np.bool_]  # (n, refills)
     delay_s: FloatArray  # (n, refills)
     pocket: npt.NDArray[np.bool_]  # (n, refills)
@@ -60,8 +69,8 @@ class Draws:
         sl = slice(start, stop)
         return Draws(self.patients.take(sl), self.base[sl], self.dose[sl], self.conc[sl],
                      self.capacity_nl[sl], self.nominal_nl[sl], self.true_stroke_nl[sl],
-                     self.fault_gap_s[sl], self.fault_kind[sl], self.missed[sl],
-                     self.delay_s[sl], self.pocket[sl])
+                     self.stroke_by_refill_nl[sl], self.fault_gap_s[sl], self.fault_kind[sl],
+                     self.fault_loss[sl], self.missed[sl], self.delay_s[sl], self.pocket[sl])
 
 
 def study_days(study: Study) -> int:
@@ -76,20 +85,31 @@ def _weights(mix: dict[str, float], n: int) -> list[tuple[str, int]]:
     return [(k, c + (1 if i < short else 0)) for i, (k, c) in enumerate(counts)]
 
 
-def titrated_dose(patients: Patients, target_mas_drop: float) -> FloatArray:
-    """The daily dose that gives each patient ``target_mas_drop`` at steady state: what a clinic
-    reaches by titration. The model is linear up to the effect, so one steady state per patient
-    at 1 mcg/day gives the effect-site concentration per mcg/day; the Emax relation is inverted
-    for the concentration needed (aiming at 90 % of the patient's maximum where the target is
-    beyond it)."""
-    system = build_system(patients)
-    rates = np.zeros((len(patients), N_INPUTS))
-    rates[:, INTRATHECAL] = 1.0 / 24.0
-    per_unit = readouts(system, steady_state(system, rates))["ce_target_ng_per_ml"]
-    emax, ec50, hill = (patients.p(k) for k in ("emax_mas", "ec50_ng_per_ml", "hill"))
-    drop = np.minimum(target_mas_drop, 0.9 * emax)
-    needed = ec50 * (drop / (emax - drop)) ** (1.0 / hill)
-    return np.asarray(needed / per_unit, dtype=np.float64)
+def _true_strokes(study: Study, profiles: list[str], which: IntArray, nominal: IntArray,
+                  refills: int) -> tuple[IntArray, IntArray]:
+    """Each pump's true stroke at the first fill and after every refill (nL)."""
+    n = nominal.size
+    spec = study.pumps
+    tol = np.array([get_pump(profiles[i]).flow_tolerance_pct for i in which])
+    lo = np.ceil(nominal * (1 - tol / 100)).astype(np.int64)
+    hi = np.floor(nominal * (1 + tol / 100)).astype(np.int64)
+    stroke_rng = np.random.default_rng([study.seed, 3])
+    if spec.flow_error == "uniform":
+        if spec.flow_spread_pct is None:
+            first = np.array([draw_true_stroke_nl(get_pump(profiles[i]), stroke_rng)
+                              for i in which], dtype=np.int64)
+        else:
+            a = np.ceil(nominal * (1 - spec.flow_spread_pct / 100))
+            b = np.floor(nominal * (1 + spec.flow_spread_pct / 100))
+            first = (a + np.floor(stroke_rng.random(n) * (b - a + 1))).astype(np.int64)
+        return first, np.repeat(first[:, None], refills, axis=1)
+    bias = spec.flow_bias_mean_pct + spec.flow_bias_sd_pct * stroke_rng.standard_normal(n)
+    drift = spec.flow_drift_sd_pct * np.random.default_rng([study.seed, 6]).standard_normal(
+        (n, refills))
+    pct = bias[:, None] + drift
+    strokes: IntArray = np.clip(np.round(nominal[:, None] * (1 + pct / 100)), lo[:, None],
+                                hi[:, None]).astype(np.int64)
+    return strokes[:, 0].copy(), strokes
 
 
 def draw(study: Study) -> Draws:
@@ -103,27 +123,23 @@ def draw(study: Study) -> Draws:
             base += [name] * count
     patients = concat(parts)
     rng = np.random.default_rng([study.seed, 2])
-    daily = titrated_dose(patients, pop.target_mas_drop)
+    daily = titrated_dose(patients, pop.target_mas_drop, pop.target_effect_fraction)
     sigma = math.sqrt(math.log1p(pop.titration_cv**2))
-    daily = np.clip(daily * np.exp(sigma * rng.standard_normal(n)),
-                    pop.dose_min_mcg_per_day, pop.dose_max_mcg_per_day)
     factors = np.array(pop.flex_factors)
     hours = np.diff([*pop.flex_starts_h, 24])
     factors = factors / (factors @ hours / 24.0)  # the steps average to the daily dose
+    # Titration stops at side effects: the largest step stays below the ceiling.
+    ceiling = side_effect_ceiling(patients, pop.side_effect_margin) / factors.max()
+    daily = np.clip(np.minimum(daily * np.exp(sigma * rng.standard_normal(n)), ceiling),
+                    pop.dose_min_mcg_per_day, pop.dose_max_mcg_per_day)
     dose_f = daily[:, None] * factors[None, :]
     profiles = list(study.pumps.mix)
     which = np.concatenate([np.full(c, i) for i, (_, c) in enumerate(_weights(study.pumps.mix, n))])
     which = rng.permutation(which)
     capacity = np.array([get_pump(profiles[i]).capacity_nl for i in which], dtype=np.int64)
     nominal = np.array([get_pump(profiles[i]).stroke_volume_nl for i in which], dtype=np.int64)
-    stroke_rng = np.random.default_rng([study.seed, 3])
-    spread = study.pumps.flow_spread_pct
-    if spread is None:
-        true = np.array([draw_true_stroke_nl(get_pump(profiles[i]), stroke_rng) for i in which],
-                        dtype=np.int64)
-    else:
-        lo, hi = np.ceil(nominal * (1 - spread / 100)), np.floor(nominal * (1 + spread / 100))
-        true = (lo + np.floor(stroke_rng.random(n) * (hi - lo + 1))).astype(np.int64)
+    refills = int(study.years * 365.25 / 20) + 8  # more appointments than anyone will have
+    true, by_refill = _true_strokes(study, profiles, which, nominal, refills)
     # Concentration: the lowest strength whose fill lasts the minimum interval, else the highest.
     choices = np.array(sorted(study.concentration.choices_mcg_per_ml), dtype=np.int64)
     usable_ml = capacity / 1e6 - np.array([get_pump(profiles[i]).low_alarm_default.value
@@ -142,15 +158,19 @@ def draw(study: Study) -> Draws:
     gaps = (fault_rng.exponential(year_s / rate, (n, MAX_FAULTS)) if rate > 0
             else np.full((n, MAX_FAULTS), np.inf))
     p_occ = c.occlusion_per_patient_year / rate if rate > 0 else 0.0
-    kinds = np.where(fault_rng.random((n, MAX_FAULTS)) < p_occ, 1, 2).astype(np.int8)
-    refills = int(study.years * 365.25 / 20) + 8  # more appointments than anyone will have
+    kinds = np.where(fault_rng.random((n, MAX_FAULTS)) < p_occ, OCCLUSION_KIND,
+                     DISCONNECTION_KIND).astype(np.int8)
+    partial_rng = np.random.default_rng([study.seed, 7])
+    kinds = np.where(partial_rng.random((n, MAX_FAULTS)) < c.partial_share, PARTIAL_KIND,
+                     kinds).astype(np.int8)
+    loss = partial_rng.uniform(c.partial_loss_min, c.partial_loss_max, (n, MAX_FAULTS))
     r = study.refills
     visit_rng = np.random.default_rng([study.seed, 5])
     missed = visit_rng.random((n, refills)) < r.miss_probability
     delay = visit_rng.exponential(max(r.delay_mean_days, 1e-9) * DAY_S, (n, refills))
     pocket = visit_rng.random((n, refills)) < r.pocket_fill_probability
     return Draws(patients, tuple(base), dose, conc.astype(np.int64), capacity, nominal, true,
-                 gaps, kinds, missed, delay, pocket)
+                 by_refill, gaps, kinds, loss, missed, delay, pocket)
 
 
 def simulate(d: Draws, study: Study, policy: Policy) -> dict[str, int]:
@@ -192,6 +212,8 @@ def simulate(d: Draws, study: Study, policy: Policy) -> dict[str, int]:
     next_fault = d.fault_gap_s[:, 0].copy()
     repair_at = inf.copy()
     present_at = inf.copy()
+    bridging = np.zeros(n, dtype=bool)
+    pocketed_since = np.zeros(n, dtype=bool)  # the last refill went (partly) into the pocket
     days = study_days(study)
     for day in range(days):
         for k, (s0, s1) in enumerate(zip(starts_s, ends_s, strict=True)):
@@ -200,16 +222,24 @@ def simulate(d: Draws, study: Study, policy: Policy) -> dict[str, int]:
             fixed = repair_at <= t0
             if fixed.any():
                 pumps.set_fault(fixed, "none")
+                bridging &= ~fixed
                 fault_no = np.where(fixed, np.minimum(fault_no + 1, MAX_FAULTS - 1), fault_no)
                 next_fault = np.where(fixed, t0 + d.fault_gap_s[rows, fault_no], next_fault)
                 repair_at = np.where(fixed, np.inf, repair_at)
             new_fault = next_fault <= t0
             if new_fault.any():
                 kind = d.fault_kind[rows, fault_no]
-                pumps.set_fault(new_fault & (kind == 1), "occlusion")
-                pumps.set_fault(new_fault & (kind == 2), "disconnection")
+                pumps.set_fault(new_fault & (kind == OCCLUSION_KIND), "occlusion")
+                pumps.set_fault(new_fault & (kind == DISCONNECTION_KIND), "disconnection")
+                partial = new_fault & (kind == PARTIAL_KIND)
+                pumps.set_fault(partial, "partial", d.fault_loss[rows, fault_no])
                 counts["catheter_fault"] += int(new_fault.sum())
+                counts["catheter_fault_partial"] += int(partial.sum())
                 next_fault = np.where(new_fault, np.inf, next_fault)
+                # A partial fault shows as returning spasticity: the patient comes in after a
+                # while (sooner if withdrawal signs appear).
+                present_at = np.where(partial, np.minimum(
+                    present_at, t0 + cath.loss_of_effect_presentation_days * DAY_S), present_at)
             # A patient in withdrawal reaches the clinic: refill if the pump ran low or dry,
             # and a catheter revision if the catheter has failed.
             presents = present_at <= t0
@@ -223,15 +253,21 @@ def simulate(d: Draws, study: Study, policy: Policy) -> dict[str, int]:
                 unplanned &= ~dry  # this visit is the unplanned one: don't count it twice
                 faulty = presents & (pumps.fault != 0) & np.isinf(repair_at)
                 repair_at = np.where(faulty, t0 + cath.revision_delay_days * DAY_S, repair_at)
+                if r.bridge_until_revision:
+                    bridging |= faulty
             due = appt <= t0
             pocket_mcg = np.zeros(n)
             if due.any():
                 counts["refill"] += int(due.sum())
                 counts["unplanned_visit"] += int((due & unplanned).sum())
                 pumps.refill(due, d.capacity_nl)
+                drift_no = np.minimum(refill_no + 1, d.stroke_by_refill_nl.shape[1] - 1)
+                pumps.set_true_stroke(due, d.stroke_by_refill_nl[rows, drift_no])
                 k_no = np.minimum(refill_no, d.pocket.shape[1] - 1)
                 pocketed = due & d.pocket[rows, k_no]
+                pocketed_since = np.where(due, pocketed, pocketed_since)
                 if pocketed.any():
+                    counts["pocket_fill"] += int(pocketed.sum())
                     vol = np.round(d.capacity_nl * r.pocket_fill_fraction).astype(np.int64)
                     pocket_mcg = pumps.pocket_fill(pocketed, vol)
                 refill_no = np.where(due, refill_no + 1, refill_no)
@@ -248,8 +284,17 @@ def simulate(d: Draws, study: Study, policy: Policy) -> dict[str, int]:
                 appt = np.where(earlier, call, appt)
             counts["empty_reservoir"] += int((~np.isnan(step.empty_at)).sum())
             counts["reservoir_dry"] += int(step.ran_dry.sum())
-            patients.step((s1 - s0) / 3600.0, step.to_csf_mcg, step.to_tissue_mcg + pocket_mcg)
+            hours = (s1 - s0) / 3600.0
+            to_csf = step.to_csf_mcg
+            if bridging.any():
+                to_csf = to_csf + np.where(bridging, daily_dose * hours / 24.0, 0.0)
+            patients.step(hours, to_csf, step.to_tissue_mcg + pocket_mcg)
             began, _ = patients.observe(t1 / 3600.0)
+            # Withdrawal from a reservoir that is in fact empty while the pump still reports
+            # more than 2 mL: a pump that over-infused since its refill (not a pocket fill).
+            counts["withdrawal_reported_above_2ml"] += int(np.count_nonzero(
+                began & (pumps.fault == 0) & ~pocketed_since & (pumps.res_nl == 0)
+                & (pumps.est_nl > round(REPORTED_ML * 1e6))))
             present_at = np.where(began, t1 + r.withdrawal_presentation_hours * 3600, present_at)
     patients.withdrawal.close()
     patients.overdose.close()

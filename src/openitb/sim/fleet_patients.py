@@ -14,6 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from openitb.physiology.model import (
+    CSF,
+    DEPOT,
     INTRATHECAL,
     N_INPUTS,
     SUBCUTANEOUS,
@@ -28,6 +30,8 @@ from openitb.physiology.solver import ExactSolver
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+# One block's step: Phi, the input columns of Gamma, and the cross terms from other blocks.
+Step = tuple[FloatArray, tuple[FloatArray | None, ...], tuple[tuple[int, FloatArray], ...]]
 
 
 def concat(parts: list[Patients]) -> Patients:
@@ -44,9 +48,13 @@ def concat(parts: list[Patients]) -> Patients:
     )
 
 
-def coupled_blocks(a: FloatArray) -> list[IntArray]:
+def coupled_blocks(a: FloatArray, feeds: tuple[tuple[int, int], ...] = ()) -> list[IntArray]:
     """Groups of states that never influence one another (for any patient): the step matrix is
-    block-diagonal over them, so each block is stepped on its own."""
+    block-diagonal over them, so each block is stepped on its own. ``feeds`` lists one-way
+    influences (to, from) to leave out of the grouping; the stepper adds them as cross terms."""
+    a = a.copy()
+    for to, frm in feeds:
+        a[:, to, frm] = 0.0
     linked = np.any(a != 0, axis=0)
     linked = linked | linked.T
     n = linked.shape[0]
@@ -116,8 +124,10 @@ class FleetPatients:
         self.solver = ExactSolver(self.system)
         rates = np.zeros((len(patients), N_INPUTS))
         rates[:, INTRATHECAL] = np.asarray(initial_dose_per_day, float) / 24.0
-        self.blocks = coupled_blocks(self.system.a)
-        self._cache: dict[float, list[tuple[FloatArray, tuple[FloatArray | None, ...]]]] = {}
+        # The pocket feeds the CSF one way (model.py): kept as a cross term, so the CSF and the
+        # pocket/plasma states are still stepped as two small blocks.
+        self.blocks = coupled_blocks(self.system.a, feeds=((CSF, DEPOT),))
+        self._cache: dict[float, list[Step]] = {}
         # Chronic patients: start at the steady state of their current program.
         self.x = steady_state(self.system, rates)
         d: Definitions = catalog().definitions
@@ -142,18 +152,21 @@ class FleetPatients:
         self._n_states = value.shape[1]
         self._xb = [np.ascontiguousarray(value[:, b]) for b in self.blocks]
 
-    def _matrices(self, hours: float) -> list[tuple[FloatArray, tuple[FloatArray | None, ...]]]:
-        """(Phi, Gamma) for ``hours`` per independent block of states (cached)."""
+    def _matrices(self, hours: float) -> list[Step]:
+        """(Phi, Gamma columns, cross terms) for ``hours`` per block of states (cached)."""
         hit = self._cache.get(hours)
         if hit is None:
             phi, gamma = self.solver.step_matrices(hours)
             hit = []
-            for b in self.blocks:
+            for i, b in enumerate(self.blocks):
                 g = gamma[:, b, :]
                 # None where an input never reaches the block (it then costs nothing).
                 cols = tuple(np.ascontiguousarray(g[:, :, j]) if np.any(g[:, :, j]) else None
                              for j in range(N_INPUTS))
-                hit.append((np.ascontiguousarray(phi[:, b[:, None], b]), cols))
+                cross = tuple((j, np.ascontiguousarray(phi[:, b[:, None], c]))
+                              for j, c in enumerate(self.blocks)
+                              if j != i and np.any(phi[:, b[:, None], c]))
+                hit.append((np.ascontiguousarray(phi[:, b[:, None], b]), cols, cross))
             self._cache[hours] = hit
         return hit
 
@@ -161,15 +174,21 @@ class FleetPatients:
         """Advance every patient by ``hours`` with the doses given spread evenly over it."""
         u_it = (intrathecal_mcg / hours)[:, None]
         u_sc = (tissue_mcg / hours)[:, None] if np.any(tissue_mcg) else None
-        for i, (phi, cols) in enumerate(self._matrices(hours)):
+        old = self._xb
+        new = []
+        for i, (phi, cols, cross) in enumerate(self._matrices(hours)):
             # Each block is stepped on its own; its product is smaller than the whole system's.
-            xb = np.einsum("nij,nj->ni", phi, self._xb[i])
+            xb = np.einsum("nij,nj->ni", phi, old[i])
+            for j, m in cross:
+                if np.any(old[j]):
+                    xb += np.einsum("nij,nj->ni", m, old[j])
             g_it, g_sc = cols[INTRATHECAL], cols[SUBCUTANEOUS]
             if g_it is not None:
                 xb += g_it * u_it
             if u_sc is not None and g_sc is not None:
                 xb += g_sc * u_sc
-            self._xb[i] = xb
+            new.append(xb)
+        self._xb = new
 
     def readouts(self) -> dict[str, FloatArray]:
         return readouts(self.system, self.x)

@@ -8,8 +8,9 @@ controller's exact fractions give, to the stroke (tests/unit/sim/test_fleet_diff
 
 Scope: constant concentration per pump (the path always carries the same drug, so the plug-flow
 catheter delays nothing), integer doses in mcg/day, catheter faults at the connector (occlusion:
-nothing moves; disconnection: everything goes to tissue), pocket fills, refills. Battery, MRI and
-boluses are left to the single-pump controller.
+nothing moves; disconnection: everything goes to tissue; partial: a share of the flow leaks to
+tissue), pocket fills, refills, a true stroke that may change at a refill (flow drift). Battery,
+MRI and boluses are left to the single-pump controller.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 DAY_S = 86_400
-NO_FAULT, OCCLUSION, DISCONNECTION = 0, 1, 2
-FAULT_CODES = {"none": NO_FAULT, "occlusion": OCCLUSION, "disconnection": DISCONNECTION}
+NO_FAULT, OCCLUSION, DISCONNECTION, PARTIAL = 0, 1, 2, 3
+FAULT_CODES = {"none": NO_FAULT, "occlusion": OCCLUSION, "disconnection": DISCONNECTION,
+               "partial": PARTIAL}
+PPM = 1_000_000
 
 
 @dataclass
@@ -73,6 +76,7 @@ class FleetPumps:
         self.empty = np.ones(n, dtype=bool)  # nothing in the reservoir until the first fill
         self.low_on = np.zeros(n, dtype=bool)
         self.fault = np.zeros(n, dtype=np.int8)
+        self.loss_ppm = np.zeros(n, dtype=np.int64)  # share of the flow lost by a partial fault
 
     def __len__(self) -> int:
         return int(self.nominal_nl.size)
@@ -104,10 +108,23 @@ class FleetPumps:
         self.tissue_nl += vol
         return np.asarray(vol * self.conc / 1e6, dtype=np.float64)
 
-    def set_fault(self, mask: BoolArray, kind: str) -> None:
+    def set_fault(self, mask: BoolArray, kind: str, loss: npt.ArrayLike | None = None) -> None:
+        """Set the catheter state of the pumps in ``mask``; a partial fault loses the share
+        ``loss`` (0 to 1, per pump or one for all) of the flow to tissue."""
         if kind not in FAULT_CODES:
             raise InvalidInput("fault", kind, ", ".join(FAULT_CODES))
         self.fault = np.where(mask, np.int8(FAULT_CODES[kind]), self.fault).astype(np.int8)
+        if kind == "partial":
+            share = np.broadcast_to(np.asarray(1.0 if loss is None else loss, float), (len(self),))
+            if not np.all((share >= 0) & (share <= 1)):
+                raise InvalidInput("loss", "values outside 0-1", "a share of the flow from 0 to 1")
+            self.loss_ppm = np.where(mask, np.round(share * PPM).astype(np.int64), self.loss_ppm)
+
+    def set_true_stroke(self, mask: BoolArray, true_stroke_nl: npt.ArrayLike) -> None:
+        """The pumps in ``mask`` now move ``true_stroke_nl`` per stroke (flow drift)."""
+        new = _ints("true_stroke_nl", np.broadcast_to(np.asarray(true_stroke_nl), (len(self),)),
+                    len(self), 1)
+        self.true_stroke_nl = np.where(mask, new, self.true_stroke_nl)
 
     # ---- time ------------------------------------------------------------------------------
     def deliver(self, t0: int, t1: int, dose_per_day: npt.ArrayLike) -> StepResult:
@@ -140,7 +157,8 @@ class FleetPumps:
         ran_dry = (moved > 0) & (moved == self.res_nl)
         self.res_nl -= moved
         lost = self.fault == DISCONNECTION
-        to_tissue = np.where(lost, moved, 0)
+        leaked = np.where(self.fault == PARTIAL, moved * self.loss_ppm // PPM, 0)
+        to_tissue = np.where(lost, moved, leaked)
         to_csf = moved - to_tissue
         self.delivered_nl += to_csf
         self.tissue_nl += to_tissue

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -32,10 +32,19 @@ class PopulationSpec(_Strict):
     """Mix of named base patients (weights); each patient's dose is titrated to an effect."""
 
     mix: dict[str, Positive]
-    target_mas_drop: Positive
+    # The titration target (defaults: data/patients.toml [titration], one place for both the
+    # patient model and the fleet): the MAS drop aimed at, the share of the patient's largest
+    # effect beyond which the clinic stops, and the side-effect margin.
+    target_mas_drop: Positive = Field(default_factory=lambda: catalog().titration.target_mas_drop)
+    target_effect_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default_factory=lambda: catalog().titration.target_effect_fraction)
+    side_effect_margin: Annotated[float, Field(gt=0, le=1)] = Field(
+        default_factory=lambda: catalog().titration.side_effect_margin)
     titration_cv: NonNegative
-    dose_min_mcg_per_day: Positive
-    dose_max_mcg_per_day: Positive
+    dose_min_mcg_per_day: Positive = Field(
+        default_factory=lambda: catalog().titration.dose_min_mcg_per_day)
+    dose_max_mcg_per_day: Positive = Field(
+        default_factory=lambda: catalog().titration.dose_max_mcg_per_day)
     flex_starts_h: tuple[int, ...] = (0, 7, 12, 19)
     flex_factors: tuple[Positive, ...] = (1.0, 1.2, 0.9, 0.9)
 
@@ -57,8 +66,14 @@ class PopulationSpec(_Strict):
 
 class PumpSpec(_Strict):
     mix: dict[str, Positive] = {"itb-20": 1.0, "itb-40": 1.0}
-    # Half-width of the uniform spread of true stroke volumes, in % of nominal; None: the
-    # profile's whole flow tolerance, as the pump controller draws it.
+    # "measured": each pump's flow error is a bias (normal, mean and sd below) plus a drift that
+    # changes at every refill (normal, sd below), within the profile's tolerance.
+    # "uniform": the pessimistic spread, uniform over +-flow_spread_pct (None: the profile's
+    # whole flow tolerance, as the pump controller draws it) and constant between refills.
+    flow_error: Literal["measured", "uniform"] = "measured"
+    flow_bias_mean_pct: Annotated[float, Field(ge=-14.5, le=14.5)] = 1.0
+    flow_bias_sd_pct: Annotated[float, Field(ge=0, le=14.5)] = 2.5
+    flow_drift_sd_pct: Annotated[float, Field(ge=0, le=14.5)] = 2.0
     flow_spread_pct: Annotated[float, Field(ge=0, le=14.5)] | None = None
 
     @field_validator("mix")
@@ -73,6 +88,18 @@ class CatheterSpec(_Strict):
     occlusion_per_patient_year: NonNegative
     disconnection_per_patient_year: NonNegative
     revision_delay_days: NonNegative
+    # Partial faults (a leak or a partial kink): this share of all faults loses only part of the
+    # flow (uniform between the two fractions) and presents as a loss of effect.
+    partial_share: Probability = 0.0
+    partial_loss_min: Probability = 0.2
+    partial_loss_max: Probability = 0.8
+    loss_of_effect_presentation_days: NonNegative = 14.0
+
+    @model_validator(mode="after")
+    def _check(self) -> CatheterSpec:
+        if self.partial_loss_min > self.partial_loss_max:
+            raise ValueError("partial_loss_min must not be above partial_loss_max")
+        return self
 
 
 class RefillSpec(_Strict):
@@ -80,6 +107,9 @@ class RefillSpec(_Strict):
     delay_mean_days: NonNegative
     alarm_response_days: NonNegative
     withdrawal_presentation_hours: NonNegative
+    # At a presentation with a failed catheter the clinic restores intrathecal baclofen (a
+    # bridging infusion by lumbar catheter) until the revision.
+    bridge_until_revision: bool = True
     pocket_fill_probability: Probability
     pocket_fill_fraction: Annotated[float, Field(gt=0, le=1)]
     max_interval_days: Positive

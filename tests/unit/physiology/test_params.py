@@ -26,6 +26,14 @@ def test_population_is_reproducible_and_log_normal_around_the_named_patient() ->
         np.testing.assert_array_equal(a.p(name), b.p(name))
         spec = catalog().parameters[name]
         values = a.p(name)
+        if spec.tail_fraction:
+            # The tail sits far below the bulk (tail_factor 0.1 is about 6 sigma): split them at
+            # the geometric middle and check each part.
+            tail = values < spec.typical * math.sqrt(spec.tail_factor)
+            assert tail.mean() == pytest.approx(spec.tail_fraction, abs=0.005)
+            assert np.median(values[tail]) == pytest.approx(
+                spec.typical * spec.tail_factor, rel=0.1)
+            values = values[~tail]
         assert np.median(values) == pytest.approx(spec.typical, rel=0.03)
         cv = math.sqrt(math.exp(np.var(np.log(values))) - 1)
         assert cv == pytest.approx(spec.cv, abs=0.02)

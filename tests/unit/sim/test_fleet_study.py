@@ -124,11 +124,59 @@ def test_summary_rates_are_per_thousand_patient_years() -> None:
 
 
 def test_a_narrower_flow_spread_means_fewer_pumps_running_dry_unnoticed() -> None:
-    wide = parse_study(small(patients=600))
-    narrow = parse_study(small(patients=600, pumps={"flow_spread_pct": 2.5}))
+    # The pessimistic named option: uniform over the whole tolerance, or over +-2.5 %.
+    wide = parse_study(small(patients=600, pumps={"flow_error": "uniform"}))
+    narrow = parse_study(small(patients=600, pumps={"flow_error": "uniform",
+                                                    "flow_spread_pct": 2.5}))
     d_wide, d_narrow = draw(wide), draw(narrow)
     assert abs(d_narrow.true_stroke_nl - 1000).max() <= 25
     assert abs(d_wide.true_stroke_nl - 1000).max() > 100
     risky = wide.policies[0]
     assert (simulate(d_narrow, narrow, risky)["reservoir_dry"]
             < simulate(d_wide, wide, risky)["reservoir_dry"])
+
+
+def test_fleet_tables_fit_100_columns_and_show_each_published_rate() -> None:
+    from rich.console import Console
+
+    from openitb.commands.fleet import WIDTH, _published, _published_table, _table
+    from openitb.sim.fleet_calibration import PUBLISHED
+
+    s = parse_study(small(patients=60))
+    results = run_local(s)
+    published = _published(results)
+    assert set(published) == set(PUBLISHED)
+    assert all(set(p["study"]) == {"2/3", "4/14"} for p in published.values())  # type: ignore[arg-type]
+    console = Console(width=WIDTH, record=True, force_terminal=False)
+    console.print(_table(results))
+    console.print(_published_table(published))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 100
+    for p in PUBLISHED.values():
+        assert p.value in text and p.source in text
+
+
+def test_measured_flow_error_is_a_few_percent_and_drifts_between_refills() -> None:
+    d = draw(parse_study(small(patients=600)))
+    err = d.stroke_by_refill_nl / d.nominal_nl[:, None] - 1.0
+    assert abs(err.mean() - 0.01) < 0.005  # mean +1 % (Wesemann 2014)
+    assert (abs(err) > 0.10).mean() < 0.01  # rarely beyond 10 %, never beyond the tolerance
+    assert abs(err).max() <= 0.145 + 1e-9
+    assert (d.stroke_by_refill_nl[:, 1:] != d.stroke_by_refill_nl[:, :1]).any(axis=1).mean() > 0.9
+    uniform = draw(parse_study(small(patients=600, pumps={"flow_error": "uniform"})))
+    assert (uniform.stroke_by_refill_nl == uniform.true_stroke_nl[:, None]).all()
+    assert (abs(uniform.true_stroke_nl / uniform.nominal_nl - 1.0) > 0.10).mean() > 0.2
+
+
+def test_partial_catheter_faults_are_not_all_severe_withdrawals() -> None:
+    faults = {"occlusion_per_patient_year": 0.5, "disconnection_per_patient_year": 0.5}
+    quiet = {"miss_probability": 0, "pocket_fill_probability": 0}
+    complete = parse_study(small(patients=300, catheter={**faults, "partial_share": 0.0},
+                                 refills=quiet))
+    partial = parse_study(small(patients=300, catheter={**faults, "partial_share": 1.0},
+                                refills=quiet))
+    c = simulate(draw(complete), complete, complete.policies[1])
+    p = simulate(draw(partial), partial, partial.policies[1])
+    assert c["catheter_fault"] > 100 and p["catheter_fault_partial"] == p["catheter_fault"]
+    assert p["withdrawal_severe"] < c["withdrawal_severe"]
+    assert p["withdrawal_severe"] < p["catheter_fault"] / 2

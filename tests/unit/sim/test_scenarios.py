@@ -82,7 +82,9 @@ def test_pocket_fill_overdose_within_hours_no_alarm_then_withdrawal() -> None:
     assert s["delivered_to_tissue_mcg"] == pytest.approx(80_000)
     assert 0 < s["overdose_respiratory_at_day"] - 45 <= 0.5
     assert s["overdose_coma_at_day"] is None
-    assert 0 < s["withdrawal_early_at_day"] - 45 <= 1.0
+    # Withdrawal follows within two days (the share of the pocket that reaches the spinal
+    # fluid keeps the exposure up for a while first).
+    assert 0 < s["withdrawal_early_at_day"] - 45 <= 2.0
     after = r.times_h > 46 * 24
     assert np.all(r.series["reservoir_estimate_ml"][after] > 35)
     assert np.all(r.series["reservoir_ml"][after] == 0)
@@ -107,11 +109,13 @@ def test_bridge_keeps_the_tip_dose_steady_and_no_bridge_drops_it_to_a_quarter() 
 def test_screening_responder_and_first_dose_rule() -> None:
     sc = run("screening_responder").screening
     assert sc is not None and sc["responder"] is True
-    assert sc["effective_dose_mcg"] == 75.0
-    assert [d["dose_mcg"] for d in sc["doses"]] == [50.0, 75.0]
-    assert sc["doses"][0]["mas_drop"] < D.responder_mas_drop <= sc["doses"][1]["mas_drop"]
-    # the 75 mcg effect lasted at most 8 h: twice the effective dose per day (label rule)
-    assert sc["doses"][1]["effect_hours"] <= 8 and sc["first_pump_dose_mcg_per_day"] == 150.0
+    # The calibrated typical adult responds to the standard 50 mcg test dose (most do: 90 % and
+    # more respond at screening, docs/calibration.md), so the trial stops there.
+    assert sc["effective_dose_mcg"] == 50.0
+    assert [d["dose_mcg"] for d in sc["doses"]] == [50.0]
+    assert sc["doses"][0]["mas_drop"] >= D.responder_mas_drop
+    # the 50 mcg effect lasted at most 8 h: twice the effective dose per day (label rule)
+    assert sc["doses"][0]["effect_hours"] <= 8 and sc["first_pump_dose_mcg_per_day"] == 100.0
     assert "2 x" in sc["first_dose_rule"]
 
 
@@ -273,7 +277,9 @@ def test_a_cohort_reports_bands_and_fractions_reaching_each_stage() -> None:
     assert r.cohort is not None and r.cohort["patients"] == 1000
     f = r.cohort["fractions"]
     assert f["withdrawal_early"] > 0.95  # everyone dependent on 400 mcg/day goes into withdrawal
-    assert f["overdose_respiratory"] == 0.0
+    # Only the very sensitive few (the 3 % tail, here all on the same 400 mcg/day rather than a
+    # dose titrated to them) show overdose signs at all.
+    assert f["overdose_respiratory"] <= 0.01 and f["overdose_drowsiness"] <= 0.03
     lo, hi = r.cohort["bands"]["mas"]
     assert np.all(lo <= r.series["mas"] + 1e-12) and np.all(r.series["mas"] <= hi + 1e-12)
     assert np.max(hi - lo) > 0.5  # the population spread shows
