@@ -56,6 +56,12 @@ def require(actor: Actor, permission: str, uow: UnitOfWork | None = None) -> Non
         raise Forbidden(f"not allowed for the {actor.role} role: {ACTIONS.get(permission, permission)}")
 
 
+def may_override(actor: Actor) -> bool:
+    """Whether the actor's role may confirm a change beyond the recommended bounds (with a
+    reason): the "override" row of the permission table, the one place the clinic reads it."""
+    return actor.role in PERMISSIONS["override"]
+
+
 def require_patient_access(actor: Actor, patient_id: int) -> None:
     """Staff see every patient; a patient or caregiver only their own record."""
     if actor.role in STAFF:

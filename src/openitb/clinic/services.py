@@ -7,21 +7,24 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
-from openitb.clinic.accounts import require, require_patient_access
+from openitb.clinic.accounts import may_override, require, require_patient_access
 from openitb.clinic.clock import set_demo_clock
+from openitb.clinic.driving import ClinicProgrammer, Planned, plan, plan_of, token_of
 from openitb.clinic.pumps import PumpGateway, PumpReading
-from openitb.clinic.telemetry_gateway import TelemetryPumpGateway
+from openitb.clinic.review_binding import ChangedSinceReview, check_token, pump_fingerprint
 from openitb.clinic.uow import Conflict, UnitOfWork, snapshot
 from openitb.devices import get_pump, load_catalog
 from openitb.drugs import Context, Origin, Population, load_library
 from openitb.errors import InvalidInput, RefusedOperation
-from openitb.programmer.review import Review, review_program
+from openitb.programmer import changes as ch
+from openitb.programmer.review import review_program
+from openitb.programmer.workflows import program_differences
 from openitb.pump.alarms import CRITICAL
 from openitb.store.models import (
     Alarm,
@@ -34,21 +37,9 @@ from openitb.store.models import (
     Visit,
 )
 from openitb.therapy.prescription import Continuous, Prescription, parse_prescription
-from openitb.therapy.refill import (
-    DEFAULT_MAX_INTERVAL_DAYS,
-    Bridge,
-    Discrepancy,
-    bridge_bolus,
-    check_discrepancy,
-    priming_bolus,
-    project_refill,
-)
+from openitb.therapy.refill import DEFAULT_MAX_INTERVAL_DAYS, priming_bolus, project_refill
 from openitb.therapy.screening import ScreeningDose, evaluate_screening
-from openitb.units import Hours, McgPerDay, McgPerMl, Micrograms, Milliliters
-
-# Every pump operation goes through the programmer over telemetry (see telemetry_gateway.py);
-# ControllerGateway (pumps.py) drives the controller directly, for tests and benchmarks.
-GATEWAY: PumpGateway = TelemetryPumpGateway()
+from openitb.units import McgPerDay, McgPerMl, Micrograms, Milliliters
 
 STAGES = ("candidate", "screening", "screened", "not_candidate", "implanted", "explanted")
 CHECKLIST = {
@@ -61,12 +52,6 @@ CHECKLIST = {
 MUSCLE_GROUPS = ("hip_flexors", "hip_adductors", "knee_extensors", "knee_flexors",
                  "ankle_plantarflexors", "elbow_flexors", "wrist_flexors")
 _LEVEL = re.compile(r"^(C[1-8]|T([1-9]|1[0-2])|L[1-5]|S[1-5])$")
-
-
-def set_gateway(gateway: PumpGateway) -> None:
-    """Swap the pump port (e.g. programmer over telemetry)."""
-    global GATEWAY
-    GATEWAY = gateway
 
 
 # ---- validation helpers ----------------------------------------------------------------------
@@ -280,23 +265,33 @@ def active_pump(uow: UnitOfWork, patient: Patient) -> Pump:
     return pump
 
 
-def implant(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Pump:
-    """Implant a pump: fill it, program the first dose, start it and prime the catheter."""
-    require(uow.actor, "implant", uow)
-    p = _patient(uow, patient_id)
-    if p.stage != "screened":
-        raise RefusedOperation(
-            f"patient is {p.stage}: a pump is implanted only after a positive screening trial",
-            code="stage")
+def _gateway(uow: UnitOfWork) -> PumpGateway:
+    gateway: PumpGateway | None = getattr(uow, "gateway", None)
+    if gateway is None:
+        raise RuntimeError("this unit of work carries no pump gateway: open it with Clinic.uow")
+    return gateway
+
+
+def _may_override(uow: UnitOfWork, what: str) -> Callable[[Any], None]:
+    """The role rule of the chain: beyond the recommended bounds only a role that may override
+    (the permission table in accounts.py), with a reason."""
+
+    def check(review: Any) -> None:
+        if review.needs_override and not may_override(uow.actor):
+            raise RefusedOperation(f"{review.reason}: only a physician may {what} beyond the "
+                                   "recommended bounds", code="forbidden")
+    return check
+
+
+def _new_pump_values(uow: UnitOfWork, p: Patient, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The validated implant form (nothing written)."""
     catalog = load_catalog()
     profile_name = _choice(fields, "profile", tuple(catalog.pumps))
     profile = get_pump(profile_name)
     catheter = catalog.catheter(None)
     length = catheter.check_length(_number(fields, "catheter_length_cm", 1, 500, "cm"))
     tip = _level(_text(fields, "tip_level", max_len=10), "tip_level")
-    serial = _text(fields, "serial", max_len=40)
-    if uow.session.scalar(select(Pump).where(Pump.serial == serial)) is not None:
-        raise RefusedOperation(f"serial {serial!r} is already implanted", code="conflict")
+    serial = _serial(uow, fields)
     volume = Milliliters(_number(fields, "volume_ml", 0.5, profile.capacity.value, "mL"))
     conc = McgPerMl(_number(fields, "concentration", 1, 5000, "mcg/mL"))
     load_library().check_concentration(conc)
@@ -305,42 +300,162 @@ def implant(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> P
     default_dose = screening.first_dose_per_day if screening else None
     dose_raw = fields.get("dose_per_day") or default_dose
     dose = McgPerDay(_number({"dose_per_day": dose_raw}, "dose_per_day", 1, 2000, "mcg/day"))
-    prescription = Continuous(dose)
-    review = review_program(None, None, prescription, conc, profile,
-                            origin=Origin(p.origin), context=Context.TITRATION,
-                            population=Population(p.population))
-    if review.refused:
-        raise RefusedOperation(review.reason, code="guardrail_absolute")
-    pump = Pump(patient_id=p.id, profile=profile_name, serial=serial, catheter=catheter.name,
-                catheter_length_cm=length, tip_level=tip, implanted_at=uow.now, active=True,
-                state={})
+    return {"profile_name": profile_name, "profile": profile, "catheter": catheter,
+            "length": length, "tip": tip, "serial": serial, "volume": volume, "conc": conc,
+            "prescription": Continuous(dose)}
+
+
+def _serial(uow: UnitOfWork, fields: Mapping[str, Any]) -> str:
+    serial = _text(fields, "serial", max_len=40)
+    if uow.session.scalar(select(Pump).where(Pump.serial == serial)) is not None:
+        raise RefusedOperation(f"serial {serial!r} is already implanted", code="conflict")
+    return serial
+
+
+def _new_pump(uow: UnitOfWork, p: Patient, v: Mapping[str, Any]) -> Pump:
+    """A pump row and its factory-new virtual pump (not yet in the session)."""
+    pump = Pump(patient_id=p.id, profile=v["profile_name"], serial=v["serial"],
+                catheter=v["catheter"].name, catheter_length_cm=v["length"], tip_level=v["tip"],
+                implanted_at=uow.now, active=True, state={})
+    _gateway(uow).manufacture(pump, uow.now, zlib.crc32(v["serial"].encode()),
+                              v["catheter"].volume(v["length"]).value)
+    return pump
+
+
+def _new_pump_commands(v: Mapping[str, Any], prime_volume: Milliliters,
+                      ) -> list[tuple[str, dict[str, Any]]]:
+    """Fill, program, start and prime a new pump. At the bolus flow limit exactly the pump's
+    whole-second rounding can land a hair above it: the priming is given in whole minutes,
+    rounded up, plus one (until the kernel plans it; see docs/clinic.md)."""
+    profile = v["profile"]
+    minutes = math.ceil(prime_volume.value / profile.bolus_max_flow_ml_per_hour * 60) + 1
+    conc: McgPerMl = v["conc"]
+    return [("refill", {"volume": f"{v['volume'].value!r} mL", "concentration": str(conc)}),
+            ("program", {"prescription": v["prescription"].to_dict(),
+                         "concentration": str(conc)}),
+            ("start", {}),
+            ("priming_bolus", {"volume": f"{prime_volume.value!r} mL",
+                               "duration": f"{minutes / 60!r} h"})]
+
+
+def _new_pump_review(p: Patient, v: Mapping[str, Any], commands: list[tuple[str, dict[str, Any]]],
+                     title: str, extra_rows: list[Any]) -> Any:
+    prog = review_program(None, None, v["prescription"], v["conc"], v["profile"],
+                          origin=Origin(p.origin), context=Context.TITRATION,
+                          population=Population(p.population))
+    prime = dict(commands)["priming_bolus"]
+    rows = [*prog.rows, *extra_rows,
+            ch.row("pump", "-", f"{v['profile_name']} {v['serial']}"),
+            ch.row("fill volume", "-", f"{v['volume'].value:g} mL of {v['conc']}"),
+            ch.row("priming bolus", "-", f"{prime['volume']} over {prime['duration']}")]
+    return ch.ChangeReview(title, tuple(rows), prog.classification, prog.reason, prog.warnings)
+
+
+def _new_pump_plan(uow: UnitOfWork, pump: Pump, kind: str, review: Any,
+                   commands: list[tuple[str, dict[str, Any]]], token: str | None,
+                   extra_status: Mapping[str, Any] | None = None
+                   ) -> tuple[Planned, PumpReading | None]:
+    """Review (token None) or write, over one session to the new pump, what was reviewed."""
+    with _gateway(uow).session(pump, uow.now) as s:
+        before = s.read()
+        status = {**before, **({"replaces": dict(extra_status)} if extra_status else {})}
+        planned = Planned(kind, review, commands, status,
+                          token_of(kind, commands, status, review))
+        if token is None:
+            return planned, None
+        check_token(token, planned.token)
+        if review.refused:
+            raise RefusedOperation(review.reason, code="guardrail_absolute")
+        _may_override(uow, kind)(review)
+        for name, args in commands:
+            s.send(name, **args)
+        after = s.read()
+        v_rx = parse_prescription(dict(commands)["program"]["prescription"])
+        conc = McgPerMl(float(str(dict(commands)["program"]["concentration"]).split()[0]))
+        diffs = program_differences(after, v_rx, conc)
+        if after.get("state") != "running":
+            diffs.append(f"state: wrote start, the pump reports {after.get('state')}")
+        if not after.get("bolus_running_until"):
+            diffs.append("priming bolus: written, but the pump reports no bolus running")
+        s.check(kind, diffs)
+        s.commit()
+        return planned, s.reading(after)
+
+
+def _product(conc: McgPerMl) -> str:
+    """The library product that comes in this concentration (the programmer names products)."""
+    names = load_library().check_concentration(conc).products
+    return names[0]
+
+
+def implant_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
+    """The implant's review: what would be written to the new pump (nothing is stored)."""
+    require(uow.actor, "implant", uow)
+    p = _patient(uow, patient_id)
+    _implant_stage(p)
+    v = _new_pump_values(uow, p, fields)
+    pump = _new_pump(uow, p, v)
+    commands = _implant_commands(v)
+    review = _new_pump_review(p, v, commands, "implant", [])
+    return _new_pump_plan(uow, pump, "implant", review, commands, None)[0]
+
+
+def _implant_stage(p: Patient) -> None:
+    if p.stage != "screened":
+        raise RefusedOperation(
+            f"patient is {p.stage}: a pump is implanted only after a positive screening trial",
+            code="stage")
+
+
+def implant(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Pump:
+    """Implant a pump as reviewed: fill it, program the first dose, start it and prime."""
+    require(uow.actor, "implant", uow)
+    p = _patient(uow, patient_id)
+    _implant_stage(p)
+    v = _new_pump_values(uow, p, fields)
+    pump = _new_pump(uow, p, v)
+    commands = _implant_commands(v)
+    review = _new_pump_review(p, v, commands, "implant", [])
+    done, reading = _new_pump_plan(uow, pump, "implant", review, commands, _token(fields))
+    assert reading is not None
     uow.session.add(pump)
-    seed = zlib.crc32(serial.encode())
-    GATEWAY.manufacture(pump, uow.now, seed, catheter.volume(length).value)
-    GATEWAY.refill(pump, uow.now, volume, conc)
-    GATEWAY.program(pump, uow.now, prescription, conc, start=True)
-    prime = priming_bolus(profile, catheter, length)
-    # At the bolus flow limit exactly, the pump's whole-second rounding can land a hair above
-    # it: give the priming in whole minutes, rounded up, plus one.
-    minutes = math.ceil(prime.priming_duration.value * 60) + 1
-    reading = GATEWAY.volume_bolus(pump, uow.now, "priming", prime.priming_volume,
-                                   Hours(minutes / 60))
     uow.session.flush()
     _sync(uow, pump, reading, rebook=True)
     before_p = snapshot(p)
     p.stage = "implanted"
+    presc: Prescription = v["prescription"]
     uow.session.add(Program(patient_id=p.id, pump_id=pump.id, at=uow.now,
-                            prescription=prescription.to_dict(), concentration=conc.value,
-                            dose_per_day=dose.value, classification=review.classification.value,
-                            reason=review.reason, by_user=uow.actor.username))
+                            prescription=presc.to_dict(), concentration=v["conc"].value,
+                            dose_per_day=presc.daily_dose().value,
+                            classification=done.classification.value, reason=done.reason,
+                            by_user=uow.actor.username))
+    prime = _command(done, "priming_bolus")
     _visit(uow, p.id, "implant",
-           f"{profile_name} pump {serial}, catheter {length:g} cm to {tip}; filled {volume} at "
-           f"{conc}; {dose} continuous; priming {prime.priming_volume} over "
-           f"{prime.priming_duration.value * 60:.0f} min")
+           f"{v['profile_name']} pump {v['serial']}, catheter {v['length']:g} cm to {v['tip']}; "
+           f"filled {v['volume']} at {v['conc']}; {presc.daily_dose()} continuous; priming "
+           f"{prime.get('volume', '?')} over {prime.get('duration', '?')}")
     uow.session.flush()
     uow.audit("implant", "pump", pump.id, None, snapshot(pump))
     uow.audit("stage", "patient", p.id, before_p, snapshot(p))
     return pump
+
+
+def _implant_commands(v: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    prime = priming_bolus(v["profile"], v["catheter"], v["length"])
+    return _new_pump_commands(v, prime.priming_volume)
+
+
+def _command(planned: Planned, name: str) -> dict[str, Any]:
+    return next((args for n, args in planned.commands if n == name), {})
+
+
+def _token(fields: Mapping[str, Any]) -> str:
+    """The review token the confirm sends (checked against the review recomputed now)."""
+    raw = fields.get("review_token")
+    text = "" if raw is None else str(raw).strip()
+    if not text:
+        raise ChangedSinceReview("no review token was sent: review first")
+    return text[:100]
 
 
 def _parse_program(fields: Mapping[str, Any]) -> Prescription:
@@ -361,112 +476,114 @@ def _parse_program(fields: Mapping[str, Any]) -> Prescription:
     raise InvalidInput("mode", mode, "continuous or flex")
 
 
-def program_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Review:
-    """The side-by-side review of a proposed program (nothing is written)."""
+def _program_plan(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
+                  token: str | None) -> tuple[Planned, Patient, Pump, Any, PumpReading | None]:
     require(uow.actor, "program", uow)
     p = _patient(uow, patient_id)
     pump = active_pump(uow, p)
     proposed = _parse_program(fields)
     context = Context(_choice(fields, "context", tuple(c.value for c in Context))
                       if fields.get("context") else "maintenance")
-    reading = GATEWAY.interrogate(pump, uow.now)
-    conc = McgPerMl(reading.program_concentration or reading.status["reservoir_concentration"])
-    return review_program(reading.prescription, conc, proposed, conc, get_pump(pump.profile),
-                          origin=Origin(p.origin), context=context,
-                          population=Population(p.population))
+    with _gateway(uow).session(pump, uow.now) as s:
+        prog = ClinicProgrammer(s.link, "program", token=token,
+                                may_override=_may_override(uow, "program"))
+        confirmed = _flag(fields, "confirmed")
+        reason = str(fields.get("override_reason") or "") or None
+
+        def run(pr: ClinicProgrammer) -> Any:
+            return pr.change_program(proposed, origin=Origin(p.origin), context=context,
+                                     confirm=lambda r: confirmed, override_reason=reason,
+                                     population=Population(p.population))
+        if token is None:
+            return plan(run, prog), p, pump, None, None
+        outcome = run(prog)
+        s.commit()
+        return plan_of(prog, outcome), p, pump, outcome, s.reading()
+
+
+def program_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
+    """The side-by-side review of a proposed program, with its token (nothing is written and
+    nothing stored: the pump was only read)."""
+    return _program_plan(uow, patient_id, fields, None)[0]
 
 
 def program(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Program:
-    """Write a reviewed, confirmed program; beyond recommended bounds only a physician, with a
-    reason; beyond absolute bounds nobody."""
-    review = program_review(uow, patient_id, fields)
+    """Write a reviewed, confirmed program: the review is recomputed against the pump now and
+    must have the confirmed token; beyond recommended bounds only a physician, with a reason;
+    beyond absolute bounds nobody."""
     uow.action = "program"
-    p = _patient(uow, patient_id)
-    pump = active_pump(uow, p)
-    if review.needs_override and uow.actor.role != "physician":
-        raise RefusedOperation(
-            f"{review.reason}: only a physician may program beyond the recommended bounds",
-            code="forbidden")
-    override = review.confirm(confirmed=_flag(fields, "confirmed"),
-                              override_reason=str(fields.get("override_reason") or "") or None)
-    reading = GATEWAY.program(pump, uow.now, review.proposed, review.concentration)
+    done, p, pump, outcome, reading = _program_plan(uow, patient_id, fields, _token(fields))
+    assert reading is not None
     _sync(uow, pump, reading, rebook=True)
+    review = done.review
+    presc: Prescription = review.proposed  # type: ignore[union-attr]
+    conc: McgPerMl = review.concentration  # type: ignore[union-attr]
+    override = outcome.override_reason
     row = Program(patient_id=p.id, pump_id=pump.id, at=uow.now,
-                  prescription=review.proposed.to_dict(), concentration=review.concentration.value,
-                  dose_per_day=review.proposed.daily_dose().value,
+                  prescription=presc.to_dict(), concentration=conc.value,
+                  dose_per_day=presc.daily_dose().value,
                   classification=review.classification.value, reason=review.reason,
                   override_reason=override, by_user=uow.actor.username)
     uow.session.add(row)
     uow.session.flush()
     _visit(uow, p.id, "program",
-           f"program {review.proposed.mode.value} {review.proposed.daily_dose().value:.4g} mcg/day "
+           f"program {presc.mode.value} {presc.daily_dose().value:.4g} mcg/day "
            f"({review.classification.value})" + (f"; override: {override}" if override else ""))
     uow.audit("program", "program", row.id, None, snapshot(row))
     return row
 
 
-def refill_review(uow: UnitOfWork, patient_id: object,
-                  fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Step 2 of the refill: the discrepancy, the bridge bolus and the new dates (no write)."""
+def _refill_plan(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
+                 token: str | None) -> tuple[Planned, Patient, Pump, Any, PumpReading | None]:
     require(uow.actor, "refill", uow)
     p = _patient(uow, patient_id)
     pump = active_pump(uow, p)
     profile = get_pump(pump.profile)
-    reading = GATEWAY.interrogate(pump, uow.now)
-    expected = Milliliters(round(reading.status["reservoir_estimate_ml"], 3))
     withdrawn = Milliliters(_number(fields, "withdrawn_ml", 0, profile.capacity.value, "mL"))
     volume = Milliliters(_number(fields, "volume_ml", 0.5, profile.capacity.value, "mL"))
-    new_conc = McgPerMl(_number(fields, "concentration", 1, 5000, "mcg/mL"))
-    compounded = _flag(fields, "compounded")
-    drug = load_library().check_concentration(new_conc, compounded=compounded)
-    old_conc = McgPerMl(reading.program_concentration or reading.status["reservoir_concentration"])
-    disc: Discrepancy = check_discrepancy(profile, expected, withdrawn)
-    bridge: Bridge | None = None
-    presc = reading.prescription
-    if presc is not None and abs(old_conc.value - new_conc.value) > 1e-9:
-        bridge = bridge_bolus(profile, load_catalog().catheter(pump.catheter),
-                              pump.catheter_length_cm, old_conc, new_conc,
-                              McgPerDay(presc.daily_dose().value))
-    proj = None
-    if presc is not None:
-        proj = project_refill(presc, profile, volume, new_conc, uow.now,
-                              low_alarm=Milliliters(reading.status["low_alarm_ml"]))
-    return {"pump": pump, "expected": expected, "withdrawn": withdrawn, "volume": volume,
-            "old_concentration": old_conc, "concentration": new_conc, "discrepancy": disc,
-            "bridge": bridge, "projection": proj, "drug_warning": drug.warning,
-            "status": reading.status}
+    conc = McgPerMl(_number(fields, "concentration", 1, 5000, "mcg/mL"))
+    if _flag(fields, "compounded"):
+        raise InvalidInput("compounded", fields.get("compounded"),
+                           "a labelled product: the programmer refills from the drug library")
+    product = _product(conc)
+    with _gateway(uow).session(pump, uow.now) as s:
+        prog = ClinicProgrammer(s.link, "refill", token=token,
+                                may_override=_may_override(uow, "refill"))
+        confirmed = _flag(fields, "confirmed")
+        reason = str(fields.get("override_reason") or "") or None
+
+        def run(pr: ClinicProgrammer) -> Any:
+            return pr.refill(withdrawn=withdrawn, product=product, concentration=conc,
+                             volume=volume, confirm=lambda r: confirmed, override_reason=reason)
+        if token is None:
+            return plan(run, prog), p, pump, None, None
+        outcome = run(prog)
+        s.commit()
+        return plan_of(prog, outcome), p, pump, outcome, s.reading()
+
+
+def refill_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
+    """Step 2 of the refill: the programmer's review (discrepancy, capacity, concentration and
+    bridge plan), the new dates and the token (nothing written, nothing stored)."""
+    planned = _refill_plan(uow, patient_id, fields, None)[0]
+    pump = active_pump(uow, _patient(uow, patient_id))
+    st = planned.status
+    rx = st.get("program")
+    conc = McgPerMl(_number(fields, "concentration", 1, 5000, "mcg/mL"))
+    volume = Milliliters(float(fields["volume_ml"]))
+    planned.extra["projection"] = (project_refill(
+        parse_prescription(rx), get_pump(pump.profile), volume, conc, uow.now,
+        low_alarm=Milliliters(st["low_alarm_ml"])) if rx else None)
+    return planned
 
 
 def refill(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Refill:
-    """The refill: enter the new volume and concentration in the pump, reprogram at the new
-    concentration with a bridge bolus when it changed, and book the next refill-by date."""
-    r = refill_review(uow, patient_id, fields)
+    """The refill as reviewed: the programmer enters the new volume and concentration, rewrites
+    the program at a new concentration with the bridge bolus the pump can give, and reads back;
+    the record stores what was given (and the override for the unbridged rest)."""
     uow.action = "refill"
-    if not _flag(fields, "confirmed"):
-        raise RefusedOperation("the refill was not confirmed on the review step; nothing was "
-                               "written", code="unconfirmed")
-    disc: Discrepancy = r["discrepancy"]
-    note = _text(fields, "note", max_len=2000, required=False)
-    if disc.flagged and len(note) < 5:
-        raise InvalidInput("note", note, f"the withdrawn volume differs from the expected by "
-                           f"{disc.difference_ml:+.2f} mL (more than {disc.threshold}): explain it "
-                           "in a note of at least 5 characters")
-    p = _patient(uow, patient_id)
-    pump: Pump = r["pump"]
-    GATEWAY.refill(pump, uow.now, r["volume"], r["concentration"])
-    bridge: Bridge | None = r["bridge"]
-    reading: PumpReading | None = None
-    warnings: list[str] = []
-    if bridge is not None:
-        current = GATEWAY.interrogate(pump, uow.now).prescription
-        assert current is not None
-        GATEWAY.program(pump, uow.now, current, r["concentration"])
-        try:
-            reading = GATEWAY.volume_bolus(pump, uow.now, "bridge", bridge.bridge_volume,
-                                           bridge.bridge_duration)
-        except RefusedOperation as exc:
-            warnings.append(f"bridge bolus not given: {exc.reason}")
-    reading = GATEWAY.interrogate(pump, uow.now)
+    done, p, pump, outcome, reading = _refill_plan(uow, patient_id, fields, _token(fields))
+    assert reading is not None
     _sync(uow, pump, reading, rebook=True, refilled=True)
     uow.session.flush()
     for alarm in uow.session.scalars(select(Alarm).where(
@@ -476,32 +593,101 @@ def refill(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Re
         alarm.acknowledged_at = uow.now
         alarm.acknowledged_by = uow.actor.username
         alarm.note = "resolved by the refill"
-    row = Refill(patient_id=p.id, pump_id=pump.id, at=uow.now, expected_ml=r["expected"].value,
-                 withdrawn_ml=r["withdrawn"].value, discrepancy_ml=disc.difference_ml,
-                 flagged=disc.flagged, volume_ml=r["volume"].value,
-                 old_concentration=r["old_concentration"].value,
-                 concentration=r["concentration"].value,
-                 bridge=({"volume_ml": bridge.bridge_volume.value,
-                          "duration_h": bridge.bridge_duration.value,
-                          "dose_mcg": bridge.bridge_dose.value,
-                          "unbridged_error_pct": bridge.unbridged_dose_error_pct}
-                         if bridge else None),
+    disc = outcome.extra["discrepancy"]
+    given = outcome.extra.get("bridge")
+    old_conc = float(done.status.get("reservoir_concentration_mcg_per_ml") or 0.0)
+    new_conc = float(fields["concentration"])
+    override = outcome.override_reason
+    note = _text(fields, "note", max_len=2000, required=False)
+    bridge = None
+    if given is not None:
+        bridge = {**given, "override_reason": override}
+    elif abs(old_conc - new_conc) > 1e-9:
+        bridge = {"volume_ml": 0.0, "duration_h": 0.0, "dose_mcg": 0.0,
+                  "unbridged_ml": None, "override_reason": override}
+    row = Refill(patient_id=p.id, pump_id=pump.id, at=uow.now, expected_ml=disc["expected_ml"],
+                 withdrawn_ml=disc["withdrawn_ml"], discrepancy_ml=disc["difference_ml"],
+                 flagged=disc["flagged"], volume_ml=float(fields["volume_ml"]),
+                 old_concentration=old_conc, concentration=new_conc, bridge=bridge,
                  refill_by=pump.refill_by, low_alarm_at=pump.low_alarm_at,
-                 note="; ".join([note, *warnings]).strip("; "), by_user=uow.actor.username)
+                 note="; ".join(x for x in (note, f"override: {override}" if override else "")
+                                if x), by_user=uow.actor.username)
     uow.session.add(row)
     uow.session.flush()
-    summary = (f"refill: withdrew {r['withdrawn']} (expected {r['expected']}, "
-               f"{disc.difference_ml:+.2f} mL{' FLAGGED' if disc.flagged else ''}); filled "
-               f"{r['volume']} at {r['concentration']}")
-    if bridge is not None:
-        summary += (f"; concentration {r['old_concentration']} -> {r['concentration']} with a "
-                    f"bridge bolus of {bridge.bridge_volume.value:.3f} mL over "
-                    f"{bridge.bridge_duration.value:.1f} h")
+    summary = (f"refill: withdrew {disc['withdrawn_ml']:g} mL (expected "
+               f"{disc['expected_ml']:.3g} mL, {disc['difference_ml']:+.2f} mL"
+               f"{' FLAGGED' if disc['flagged'] else ''}); filled {row.volume_ml:g} mL at "
+               f"{new_conc:g} mcg/mL")
+    if given is not None:
+        summary += (f"; concentration {old_conc:g} -> {new_conc:g} mcg/mL with a bridge bolus of "
+                    f"{given['volume_ml']:.3f} mL over {given['duration_h']:.1f} h")
+        if given.get("unbridged_ml"):
+            summary += f" ({given['unbridged_ml']:.3f} mL of the path not bridged)"
+    if override:
+        summary += f"; override: {override}"
     if pump.refill_by:
         summary += f"; next refill by {pump.refill_by:%Y-%m-%d}"
     _visit(uow, p.id, "refill", summary)
     uow.audit("refill", "refill", row.id, None, snapshot(row))
     return row
+
+
+def _replacement(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
+                 token: str | None) -> tuple[Planned, dict[str, Any], PumpReading | None]:
+    """Read the old pump, plan the new one with the same program, review or write it."""
+    require(uow.actor, "replacement", uow)
+    p = _patient(uow, patient_id)
+    old = active_pump(uow, p)
+    catalog = load_catalog()
+    profile_name = _choice({"profile": fields.get("profile") or old.profile}, "profile",
+                           tuple(catalog.pumps))
+    profile = get_pump(profile_name)
+    serial = _serial(uow, fields)
+    catheter = catalog.catheter(old.catheter)
+    new_catheter = _flag(fields, "catheter_replaced")
+    length = (catheter.check_length(_number(fields, "catheter_length_cm", 1, 500, "cm"))
+              if new_catheter else old.catheter_length_cm)
+    tip = (_level(_text(fields, "tip_level", max_len=10), "tip_level") if new_catheter
+           else old.tip_level)
+    volume = Milliliters(_number(fields, "volume_ml", 0.5, profile.capacity.value, "mL"))
+    with _gateway(uow).session(old, uow.now) as s:
+        old_status = s.read()
+        if token is not None:
+            s.commit()
+        old_reading = s.reading(old_status)
+    presc = old_reading.prescription
+    old_conc = old_reading.program_concentration
+    if presc is None:
+        raise RefusedOperation("the old pump has no program to carry over", code="no_program")
+    conc = McgPerMl(_number({"concentration": fields.get("concentration") or old_conc},
+                            "concentration", 1, 5000, "mcg/mL"))
+    load_library().check_concentration(conc)
+    if not new_catheter and abs(conc.value - old_conc) > 1e-9:
+        raise InvalidInput("concentration", f"{conc}", f"the retained catheter holds "
+                           f"{old_conc:g} mcg/mL: keep it, or change it at the next refill "
+                           "with a bridge bolus")
+    v = {"profile_name": profile_name, "profile": profile, "catheter": catheter,
+         "length": length, "tip": tip, "serial": serial, "volume": volume, "conc": conc,
+         "prescription": presc, "new_catheter": new_catheter, "old": old,
+         "old_reading": old_reading}
+    # A retained catheter is already full of drug: only the new pump's internal path is primed.
+    prime_volume = (priming_bolus(profile, catheter, length).priming_volume if new_catheter
+                    else Milliliters(profile.internal_volume.value))
+    commands = _new_pump_commands(v, prime_volume)
+    review = _new_pump_review(p, v, commands, "replacement", [
+        ch.row("explant", f"{old.profile} {old.serial}", "explanted"),
+        ch.row("catheter", f"{old.catheter_length_cm:g} cm to {old.tip_level}",
+               ("new: " if new_catheter else "retained: ") + f"{length:g} cm to {tip}")])
+    pump = _new_pump(uow, p, v)
+    v["pump"] = pump
+    done, reading = _new_pump_plan(uow, pump, "replacement", review, commands, token,
+                                   extra_status=pump_fingerprint(old_status))
+    return done, v, reading
+
+
+def replacement_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
+    """The replacement's review: the old pump read, the new one's writes (nothing stored)."""
+    return _replacement(uow, patient_id, fields, None)[0]
 
 
 def acknowledge_alarm(uow: UnitOfWork, alarm_id: object, note: object) -> Alarm:
@@ -517,7 +703,11 @@ def acknowledge_alarm(uow: UnitOfWork, alarm_id: object, note: object) -> Alarm:
     pump: Pump = uow.get(Pump, alarm.pump_id, "pump")
     if alarm.cleared_at is None and pump.active:
         try:
-            _sync(uow, pump, GATEWAY.acknowledge(pump, uow.now, alarm.kind))
+            with _gateway(uow).session(pump, uow.now) as s:
+                s.send("acknowledge_alarm", kind=alarm.kind)
+                s.commit()
+                reading = s.reading(s.read())
+            _sync(uow, pump, reading)
         except RefusedOperation:
             pass  # already silenced on the pump (e.g. by the patient's programmer)
     alarm.acknowledged_at = uow.now
@@ -534,7 +724,7 @@ def record_mri(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -
     p = _patient(uow, patient_id)
     pump = active_pump(uow, p)
     minutes = _number(fields, "minutes", 1, 600, "minutes")
-    reading = GATEWAY.mri(pump, uow.now, minutes)
+    reading = _gateway(uow).mri(pump, uow.now, minutes)
     _sync(uow, pump, reading)
     row = MriRecord(patient_id=p.id, pump_id=pump.id, scan_start=uow.now,
                     scan_end=uow.now + timedelta(minutes=minutes), by_user=uow.actor.username)
@@ -552,7 +742,10 @@ def post_mri_check(uow: UnitOfWork, mri_id: object) -> MriRecord:
     p = _patient(uow, row.patient_id)
     pump: Pump = uow.get(Pump, row.pump_id, "pump")
     before = snapshot(row)
-    reading = GATEWAY.interrogate(pump, uow.now)
+    with _gateway(uow).session(pump, uow.now) as s:
+        status = s.read()  # an interrogation: it resumes a pump waiting after the scan
+        s.commit()
+        reading = s.reading(status)
     _sync(uow, pump, reading)
     state = reading.status["state"]
     row.checked_at = uow.now
@@ -584,39 +777,15 @@ def plan_replacement(uow: UnitOfWork, patient_id: object, fields: Mapping[str, A
 
 
 def replace_pump(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Pump:
-    """Replace the pump (at ERI or for a fault): explant the old one, implant the new one with
-    the same program, fill and start it. A retained catheter is already full of drug, so only
-    the new pump's internal path is primed; a replaced catheter is primed whole."""
-    require(uow.actor, "replacement", uow)
+    """Replace the pump as reviewed (at ERI or for a fault): explant the old one, implant the
+    new one with the same program, fill, start and prime it."""
+    uow.action = "replace_pump"
+    done, v, reading = _replacement(uow, patient_id, fields, _token(fields))
+    assert reading is not None
     p = _patient(uow, patient_id)
-    old = active_pump(uow, p)
-    catalog = load_catalog()
-    profile_name = _choice({"profile": fields.get("profile") or old.profile}, "profile",
-                           tuple(catalog.pumps))
-    profile = get_pump(profile_name)
-    serial = _text(fields, "serial", max_len=40)
-    if uow.session.scalar(select(Pump).where(Pump.serial == serial)) is not None:
-        raise RefusedOperation(f"serial {serial!r} is already implanted", code="conflict")
-    catheter = catalog.catheter(old.catheter)
-    new_catheter = _flag(fields, "catheter_replaced")
-    length = (catheter.check_length(_number(fields, "catheter_length_cm", 1, 500, "cm"))
-              if new_catheter else old.catheter_length_cm)
-    tip = (_level(_text(fields, "tip_level", max_len=10), "tip_level") if new_catheter
-           else old.tip_level)
-    volume = Milliliters(_number(fields, "volume_ml", 0.5, profile.capacity.value, "mL"))
-    reading = GATEWAY.interrogate(old, uow.now)
-    presc = reading.prescription
-    old_conc = reading.program_concentration
-    conc = McgPerMl(_number({"concentration": fields.get("concentration") or old_conc},
-                            "concentration", 1, 5000, "mcg/mL"))
-    load_library().check_concentration(conc)
-    if presc is None:
-        raise RefusedOperation("the old pump has no program to carry over", code="no_program")
-    if not new_catheter and abs(conc.value - old_conc) > 1e-9:
-        raise InvalidInput("concentration", f"{conc}", f"the retained catheter holds "
-                           f"{old_conc:g} mcg/mL: keep it, or change it at the next refill "
-                           "with a bridge bolus")
-    _sync(uow, old, reading)
+    old: Pump = v["old"]
+    pump: Pump = v["pump"]
+    _sync(uow, old, v["old_reading"])
     before_old = snapshot(old)
     old.active = False
     old.explanted_at = uow.now
@@ -627,25 +796,16 @@ def replace_pump(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any])
         alarm.acknowledged_by = uow.actor.username
         alarm.note = "pump explanted"
     uow.session.flush()
-    pump = Pump(patient_id=p.id, profile=profile_name, serial=serial, catheter=catheter.name,
-                catheter_length_cm=length, tip_level=tip, implanted_at=uow.now, active=True,
-                state={})
     uow.session.add(pump)
-    GATEWAY.manufacture(pump, uow.now, zlib.crc32(serial.encode()),
-                        catheter.volume(length).value)
-    GATEWAY.refill(pump, uow.now, volume, conc)
-    GATEWAY.program(pump, uow.now, presc, conc, start=True)
-    prime_volume = (priming_bolus(profile, catheter, length).priming_volume if new_catheter
-                    else Milliliters(profile.internal_volume.value))
-    minutes = math.ceil(prime_volume.value / profile.bolus_max_flow_ml_per_hour * 60) + 1
-    reading = GATEWAY.volume_bolus(pump, uow.now, "priming", prime_volume, Hours(minutes / 60))
     uow.session.flush()
     _sync(uow, pump, reading, rebook=True, refilled=True)
+    presc: Prescription = v["prescription"]
+    prime = _command(done, "priming_bolus")
     _visit(uow, p.id, "replacement",
-           f"pump {old.serial} explanted; {profile_name} pump {serial} implanted with the same "
-           f"program ({presc.daily_dose().value:.4g} mcg/day at {conc}); "
-           + ("new catheter" if new_catheter else "catheter retained")
-           + f"; priming {prime_volume.value:.3f} mL over {minutes} min")
+           f"pump {old.serial} explanted; {v['profile_name']} pump {v['serial']} implanted with "
+           f"the same program ({presc.daily_dose().value:.4g} mcg/day at {v['conc']}); "
+           + ("new catheter" if v["new_catheter"] else "catheter retained")
+           + f"; priming {prime.get('volume')} over {prime.get('duration')}")
     uow.session.flush()
     uow.audit("explant", "pump", old.id, before_old, snapshot(old))
     uow.audit("replace_pump", "pump", pump.id, None, snapshot(pump))
@@ -744,7 +904,7 @@ def sync_all_pumps(uow: UnitOfWork, pump_ids: Sequence[int] | None = None) -> in
     if pump_ids is not None:
         query = query.where(Pump.id.in_(list(pump_ids)))
     for pump in uow.session.scalars(query):
-        _sync(uow, pump, GATEWAY.advance_to(pump, uow.now))
+        _sync(uow, pump, _gateway(uow).advance_to(pump, uow.now))
     uow.session.flush()
     new = (uow.session.scalar(select(func.count()).select_from(Alarm)) or 0) - before
     if new:
@@ -761,7 +921,7 @@ def move_clock(uow: UnitOfWork, target: datetime) -> datetime:
     set_demo_clock(uow.session, target)
     uow.now = target
     for pump in uow.session.scalars(select(Pump).where(Pump.active)):
-        _sync(uow, pump, GATEWAY.advance_to(pump, target))
+        _sync(uow, pump, _gateway(uow).advance_to(pump, target))
     uow.audit("advance_clock", "clock", "", {"now": now.isoformat()}, {"now": target.isoformat()})
     return target
 

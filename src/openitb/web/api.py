@@ -16,7 +16,7 @@ from openitb.clinic import accounts, queries, services
 from openitb.clinic.clock import clock_mode
 from openitb.clinic.uow import Actor, jsonable, snapshot
 from openitb.errors import RefusedOperation
-from openitb.programmer.review import Review
+from openitb.clinic.driving import Planned
 from openitb.web import security
 from openitb.web.deps import check_csrf, need, sign_in, signed_in, uow
 
@@ -87,6 +87,10 @@ class ScreeningIn(BaseModel):
     doses: list[ScreeningDoseIn] = Field(max_length=3)
 
 
+TOKEN = ("the review_token of the review being confirmed (from .../review); a confirm whose "
+         "proposal or pump state changed since is refused with 409")
+
+
 class ImplantIn(BaseModel):
     profile: str
     serial: str = Field(max_length=40)
@@ -95,6 +99,7 @@ class ImplantIn(BaseModel):
     volume_ml: float
     concentration: float
     dose_per_day: float | None = None
+    review_token: str | None = Field(None, max_length=100, description=TOKEN)
 
 
 class ProgramIn(BaseModel):
@@ -107,6 +112,7 @@ class ProgramIn(BaseModel):
     context: Literal["titration", "maintenance"] = "maintenance"
     confirmed: bool = False
     override_reason: str | None = None
+    review_token: str | None = Field(None, max_length=100, description=TOKEN)
 
 
 class RefillIn(BaseModel):
@@ -116,6 +122,8 @@ class RefillIn(BaseModel):
     compounded: bool = False
     note: str = ""
     confirmed: bool = False
+    override_reason: str | None = None
+    review_token: str | None = Field(None, max_length=100, description=TOKEN)
 
 
 class AckIn(BaseModel):
@@ -138,6 +146,7 @@ class ReplaceIn(BaseModel):
     catheter_replaced: bool = False
     catheter_length_cm: float | None = None
     tip_level: str | None = None
+    review_token: str | None = Field(None, max_length=100, description=TOKEN)
 
 
 class ClockIn(BaseModel):
@@ -152,13 +161,18 @@ class UserIn(BaseModel):
     patient_id: int | None = None
 
 
-def _review(r: Review) -> dict[str, Any]:
+def _review(r: Planned) -> dict[str, Any]:
+    """A review as JSON: every rule's verdict by row, the overall verdict, what would be
+    written, and the token the confirm must send."""
     return {"classification": r.classification.value, "reason": r.reason,
             "refused": r.refused, "needs_override": r.needs_override,
             "rows": [{"field": x.field, "current": x.current, "proposed": x.proposed,
                       "changed": x.changed,
                       "classification": x.classification.value if x.classification else None,
-                      "reason": x.reason} for x in r.rows]}
+                      "reason": x.reason} for x in r.rows],
+            "warnings": list(r.warnings),
+            "commands": [{"command": name, "args": jsonable(args)} for name, args in r.commands],
+            "review_token": r.token}
 
 
 def _record(record: dict[str, Any]) -> dict[str, Any]:
@@ -272,6 +286,15 @@ def screening(patient_id: int, body: ScreeningIn, request: Request,
             u, patient_id, [d.model_dump() for d in body.doses]))
 
 
+@router.post("/patients/{patient_id}/implant/review", responses=ERRORS)
+def implant_review(patient_id: int, body: ImplantIn, request: Request,
+                   actor: Actor = need("implant")) -> dict[str, Any]:
+    """What the implant would write to the new pump, with its token; nothing is written."""
+    _csrf(request)
+    with uow(request, actor) as u:
+        return _review(services.implant_review(u, patient_id, body.model_dump()))
+
+
 @router.post("/patients/{patient_id}/implant", status_code=201, responses=ERRORS)
 def implant(patient_id: int, body: ImplantIn, request: Request,
             actor: Actor = need("implant")) -> dict[str, Any]:
@@ -303,17 +326,15 @@ def refill_review(patient_id: int, body: RefillIn, request: Request,
     _csrf(request)
     with uow(request, actor) as u:
         r = services.refill_review(u, patient_id, body.model_dump())
-    d, b, p = r["discrepancy"], r["bridge"], r["projection"]
-    out: dict[str, Any] = jsonable({
-        "expected_ml": r["expected"].value, "withdrawn_ml": r["withdrawn"].value,
-        "discrepancy_ml": d.difference_ml, "flagged": d.flagged, "threshold_ml": d.threshold.value,
-        "possible_causes": list(d.possible_causes),
-        "bridge": None if b is None else {"volume_ml": b.bridge_volume.value,
-                                          "duration_h": b.bridge_duration.value,
-                                          "dose_mcg": b.bridge_dose.value,
-                                          "unbridged_error_pct": b.unbridged_dose_error_pct},
-        "low_alarm_at": p.low_alarm_at if p else None, "refill_by": p.refill_by if p else None,
-        "drug_warning": r["drug_warning"]})
+    d, p = r.extra["discrepancy"], r.extra.get("projection")
+    out: dict[str, Any] = _review(r)
+    out.update(jsonable({
+        "expected_ml": d["expected_ml"], "withdrawn_ml": d["withdrawn_ml"],
+        "discrepancy_ml": d["difference_ml"], "flagged": d["flagged"],
+        "possible_causes": list(d["possible_causes"]),
+        "bridge": r.extra.get("bridge"),
+        "low_alarm_at": p.low_alarm_at if p else None,
+        "refill_by": p.refill_by if p else None}))
     return out
 
 
@@ -346,6 +367,15 @@ def replacement(patient_id: int, body: ReplacementIn, request: Request,
     _csrf(request)
     with uow(request, actor) as u:
         return snapshot(services.plan_replacement(u, patient_id, body.model_dump()))
+
+
+@router.post("/patients/{patient_id}/replace/review", responses=ERRORS)
+def replace_review(patient_id: int, body: ReplaceIn, request: Request,
+                   actor: Actor = need("replacement")) -> dict[str, Any]:
+    """What the replacement would write (old pump read, new pump planned), with its token."""
+    _csrf(request)
+    with uow(request, actor) as u:
+        return _review(services.replacement_review(u, patient_id, body.model_dump()))
 
 
 @router.post("/patients/{patient_id}/replace", status_code=201, responses=ERRORS)

@@ -273,20 +273,45 @@ def implant_form(request: Request, patient_id: str, actor: Actor = need("implant
                                             "values": {}, "error": None})
 
 
-@router.post("/patients/{patient_id}/implant")
-async def implant(request: Request, patient_id: str, actor: Actor = need("implant")) -> Response:
-    data = await form_of(request)
+def _review_then_confirm(request: Request, actor: Actor, data: dict[str, Any],
+                         review: Any, confirm: Any) -> tuple[Any, Any, str | None, int]:
+    """One form, two steps. Without ``confirmed``: the review (nothing written). With it: the
+    confirm, bound to the token of the review shown; if the form or the pump changed since,
+    409 and the new review to check. Returns (review, written row, error, status)."""
+    if data.get("confirmed") == "on":
+        try:
+            with uow(request, actor) as u:
+                return None, confirm(u), None, 200
+        except OpenITBError as exc:
+            error, status = error_text(exc), (409 if getattr(exc, "code", "") == "conflict"
+                                              else 422)
+        try:
+            with uow(request, actor) as u:
+                return review(u), None, error, status
+        except OpenITBError:
+            return None, None, error, status
     try:
         with uow(request, actor) as u:
-            services.implant(u, patient_id, data)
+            return review(u), None, None, 200
     except OpenITBError as exc:
-        with uow(request, actor) as u:
-            record = queries.patient_record(u, patient_id)
-        return render(request, "implant.html", {
-            **record, "profiles": load_catalog().pumps,
-            "concentrations": load_library().known_concentrations(), "values": data,
-            "error": error_text(exc)}, status=422)
-    return redirect(f"/patients/{patient_id}")
+        return None, None, error_text(exc), 422
+
+
+@router.post("/patients/{patient_id}/implant")
+async def implant(request: Request, patient_id: str, actor: Actor = need("implant")) -> Response:
+    """Step 1: the review of what would be written; step 2 (``confirmed``): write it."""
+    data = await form_of(request)
+    review, row, error, status = _review_then_confirm(
+        request, actor, data, lambda u: services.implant_review(u, patient_id, data),
+        lambda u: services.implant(u, patient_id, data))
+    if row is not None:
+        return redirect(f"/patients/{patient_id}")
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    return render(request, "implant.html", {
+        **record, "profiles": load_catalog().pumps,
+        "concentrations": load_library().known_concentrations(), "values": data,
+        "review": review, "error": error}, status=status)
 
 
 # ---- programming -----------------------------------------------------------------------------
@@ -300,23 +325,17 @@ def program_form(request: Request, patient_id: str, actor: Actor = need("program
 
 @router.post("/patients/{patient_id}/program")
 async def program(request: Request, patient_id: str, actor: Actor = need("program")) -> Response:
-    """Without ``confirmed``: show the side-by-side review. With it: write the program."""
+    """Without ``confirmed``: the side-by-side review. With it: write what was reviewed."""
     data = await form_of(request)
-    review = None
-    error = None
-    try:
-        with uow(request, actor) as u:
-            review = services.program_review(u, patient_id, data)
-        if data.get("confirmed") == "on":
-            with uow(request, actor) as u:
-                services.program(u, patient_id, data)
-            return redirect(f"/patients/{patient_id}")
-    except OpenITBError as exc:
-        error = error_text(exc)
+    review, row, error, status = _review_then_confirm(
+        request, actor, data, lambda u: services.program_review(u, patient_id, data),
+        lambda u: services.program(u, patient_id, data))
+    if row is not None:
+        return redirect(f"/patients/{patient_id}")
     with uow(request, actor) as u:
         record = queries.patient_record(u, patient_id)
     return render(request, "program.html", {**record, "values": data, "review": review,
-                                            "error": error}, status=422 if error else 200)
+                                            "error": error}, status=status)
 
 
 # ---- refill ----------------------------------------------------------------------------------
@@ -335,25 +354,19 @@ def refill_form(request: Request, patient_id: str, actor: Actor = need("refill")
 @router.post("/patients/{patient_id}/refill")
 async def refill(request: Request, patient_id: str, actor: Actor = need("refill")) -> Response:
     """Step 2 (no ``confirmed``): the discrepancy, the bridge bolus and the new dates.
-    Step 3 (``confirmed``): write it to the pump and book the next refill."""
+    Step 3 (``confirmed``): write what was reviewed and book the next refill."""
     data = await form_of(request)
-    review = None
-    error = None
-    try:
-        with uow(request, actor) as u:
-            review = services.refill_review(u, patient_id, data)
-        if data.get("confirmed") == "on":
-            with uow(request, actor) as u:
-                row = services.refill(u, patient_id, data)
-            return redirect(f"/patients/{patient_id}?refilled={row.id}")
-    except OpenITBError as exc:
-        error = error_text(exc)
+    review, row, error, status = _review_then_confirm(
+        request, actor, data, lambda u: services.refill_review(u, patient_id, data),
+        lambda u: services.refill(u, patient_id, data))
+    if row is not None:
+        return redirect(f"/patients/{patient_id}?refilled={row.id}")
     with uow(request, actor) as u:
         record = queries.patient_record(u, patient_id)
     return render(request, "refill.html", {**record, "values": data, "review": review,
                                            "error": error,
                                            "concentrations": load_library().known_concentrations()},
-                  status=422 if error else 200)
+                  status=status)
 
 
 # ---- MRI, replacement ------------------------------------------------------------------------
@@ -382,13 +395,33 @@ async def replacement(request: Request, patient_id: str,
     return redirect(f"/patients/{patient_id}")
 
 
+@router.get("/patients/{patient_id}/replace")
+def replace_form(request: Request, patient_id: str,
+                 actor: Actor = need("replacement")) -> Response:
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    return render(request, "replace.html", {
+        **record, "profiles": load_catalog().pumps,
+        "concentrations": load_library().known_concentrations(), "values": {},
+        "review": None, "error": None})
+
+
 @router.post("/patients/{patient_id}/replace")
 async def replace(request: Request, patient_id: str,
                   actor: Actor = need("replacement")) -> Response:
+    """Step 1: the review (old pump read, new pump planned); step 2 (``confirmed``): write."""
     data = await form_of(request)
+    review, row, error, status = _review_then_confirm(
+        request, actor, data, lambda u: services.replacement_review(u, patient_id, data),
+        lambda u: services.replace_pump(u, patient_id, data))
+    if row is not None:
+        return redirect(f"/patients/{patient_id}")
     with uow(request, actor) as u:
-        services.replace_pump(u, patient_id, data)
-    return redirect(f"/patients/{patient_id}")
+        record = queries.patient_record(u, patient_id)
+    return render(request, "replace.html", {
+        **record, "profiles": load_catalog().pumps,
+        "concentrations": load_library().known_concentrations(), "values": data,
+        "review": review, "error": error}, status=status)
 
 
 # ---- alarms, clock ---------------------------------------------------------------------------

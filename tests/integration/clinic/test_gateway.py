@@ -14,7 +14,7 @@ from openitb.clinic import services
 from openitb.clinic.facade import Clinic
 from openitb.clinic.pumps import ControllerGateway
 
-from .test_services import DR, RN, T0, implanted
+from .test_services import reviewed, DR, RN, T0, implanted
 
 
 class Recording(ControllerGateway):
@@ -50,7 +50,7 @@ def test_use_cases_go_through_the_port(empty_clinic: Clinic, recording: Recordin
     with empty_clinic.uow(RN) as u:
         services.move_clock(u, T0 + timedelta(days=10))
     with empty_clinic.uow(RN) as u:
-        services.refill(u, pid, {"withdrawn_ml": 14, "volume_ml": 20, "concentration": 2000,
+        reviewed(services.refill, u, pid, {"withdrawn_ml": 14, "volume_ml": 20, "concentration": 2000,
                                  "confirmed": True, "note": "checked the needle position"})
     assert recording.calls == ["advance_to", "interrogate", "refill", "interrogate", "program",
                                "volume_bolus:bridge", "interrogate"]

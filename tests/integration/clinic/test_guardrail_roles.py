@@ -23,7 +23,7 @@ from openitb.store.models import Pump
 from openitb.therapy.guardrails import Classification, check_change
 from openitb.units import McgPerDay
 
-from .test_services import DR, RN, implanted
+from .test_services import reviewed, DR, RN, implanted
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_program_obeys_the_guardrail_by_role(clinic: Clinic, factor: float, phys
     actor = DR if physician else RN
     try:
         with clinic.uow(actor) as u:
-            row = services.program(u, 1, fields)
+            row = reviewed(services.program, u, 1, fields)
         outcome = row.classification
     except (RefusedOperation, InvalidInput) as exc:
         outcome = getattr(exc, "code", "invalid")

@@ -20,7 +20,7 @@ from openitb.pump.controller import PumpController
 from openitb.pumpservice.service import PumpService
 from openitb.telemetry.session import Role
 
-from .test_services import DR, RN, T0, implanted
+from .test_services import reviewed, DR, RN, T0, implanted
 
 SECRET = b"test-secret-for-the-clinic-pumps"
 
@@ -49,7 +49,7 @@ def test_program_change_is_served_by_the_pump_over_frames(empty_clinic: Clinic,
     before = (gateway.counters.commands_served, gateway.counters.frames)
     gateway.counters.commands.clear()
     with empty_clinic.uow(RN) as u:
-        services.program(u, pid, {"dose_per_day": 330, "context": "maintenance",
+        reviewed(services.program, u, pid, {"dose_per_day": 330, "context": "maintenance",
                                   "confirmed": True})
     # the review interrogates, then program is written and read back
     assert gateway.counters.commands == ["read_status", "program", "read_status"]
@@ -76,7 +76,7 @@ def test_the_same_use_cases_give_the_same_pump_as_the_direct_gateway(
         with clinic.uow(RN) as u:
             services.move_clock(u, T0 + timedelta(days=10))
         with clinic.uow(RN) as u:
-            services.refill(u, pid, {"withdrawn_ml": 14, "volume_ml": 20, "concentration": 2000,
+            reviewed(services.refill, u, pid, {"withdrawn_ml": 14, "volume_ml": 20, "concentration": 2000,
                                      "confirmed": True, "note": "checked the needle position"})
         with clinic.uow(DR) as u:
             pump = queries.patient_record(u, pid)["pump"]
@@ -112,7 +112,7 @@ def test_keys_are_per_pump_and_a_wrong_key_is_refused(empty_clinic: Clinic,
     pid = implanted(empty_clinic)
     services.set_gateway(WrongKeys(SECRET))
     with pytest.raises(RefusedOperation) as e, empty_clinic.uow(RN) as u:
-        services.program(u, pid, {"dose_per_day": 330, "context": "maintenance",
+        reviewed(services.program, u, pid, {"dose_per_day": 330, "context": "maintenance",
                                   "confirmed": True})
     assert e.value.code == "bad_mac"
 
@@ -145,7 +145,7 @@ def test_a_readback_mismatch_is_a_clinic_error_and_nothing_is_stored(
         state_before = dict(queries.patient_record(u, pid)["pump"].state)
     services.set_gateway(Misreporting(SECRET))
     with pytest.raises(ReadbackMismatch) as e, empty_clinic.uow(RN) as u:
-        services.program(u, pid, {"dose_per_day": 330, "context": "maintenance",
+        reviewed(services.program, u, pid, {"dose_per_day": 330, "context": "maintenance",
                                   "confirmed": True})
     assert e.value.code == "readback_mismatch"
     assert any(d.startswith("program.dose") for d in e.value.differences)
