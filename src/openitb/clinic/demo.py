@@ -121,7 +121,8 @@ def seed_demo(clinic: Clinic, today: datetime = TODAY) -> list[DemoLogin]:
                       "catheter_length_cm": length, "tip_level": tip, "volume_ml": volume,
                       "concentration": conc, "dose_per_day": dose}
             review = services.implant_review(u, ids[key], fields)
-            services.implant(u, ids[key], {**fields, "review_token": review.token})
+            services.implant(u, ids[key], {**fields, "confirmed": True,
+                                           "review_token": review.token})
         at(when, go)
 
     def refill(key: str, when: datetime, volume: float, conc: float, actor: Actor = rn) -> None:

@@ -353,9 +353,12 @@ def _new_pump_review(p: Patient, v: Mapping[str, Any], commands: list[tuple[str,
 
 def _new_pump_plan(uow: UnitOfWork, pump: Pump, kind: str, review: Any,
                    commands: list[tuple[str, dict[str, Any]]], token: str | None,
-                   extra_status: Mapping[str, Any] | None = None
+                   fields: Mapping[str, Any], extra_status: Mapping[str, Any] | None = None
                    ) -> tuple[Planned, PumpReading | None]:
-    """Review (token None) or write, over one session to the new pump, what was reviewed."""
+    """Review (token None) or write, over one session to the new pump, what was reviewed:
+    the token, then the role, then the programmer's gate (confirmed, override reason)."""
+    confirmed = _flag(fields, "confirmed")
+    override_reason = str(fields.get("override_reason") or "") or None
     with _gateway(uow).session(pump, uow.now) as s:
         before = s.read()
         status = {**before, **({"replaces": dict(extra_status)} if extra_status else {})}
@@ -364,9 +367,10 @@ def _new_pump_plan(uow: UnitOfWork, pump: Pump, kind: str, review: Any,
         if token is None:
             return planned, None
         check_token(token, planned.token)
-        if review.refused:
-            raise RefusedOperation(review.reason, code="guardrail_absolute")
-        _may_override(uow, kind)(review)
+        if not review.refused:
+            _may_override(uow, kind)(review)
+        override = review.confirm(confirmed=confirmed, override_reason=override_reason)
+        planned.extra["override_reason"] = override
         for name, args in commands:
             s.send(name, **args)
         after = s.read()
@@ -397,7 +401,7 @@ def implant_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any
     pump = _new_pump(uow, p, v)
     commands = _implant_commands(v)
     review = _new_pump_review(p, v, commands, "implant", [])
-    return _new_pump_plan(uow, pump, "implant", review, commands, None)[0]
+    return _new_pump_plan(uow, pump, "implant", review, commands, None, fields)[0]
 
 
 def _implant_stage(p: Patient) -> None:
@@ -416,7 +420,8 @@ def implant(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> P
     pump = _new_pump(uow, p, v)
     commands = _implant_commands(v)
     review = _new_pump_review(p, v, commands, "implant", [])
-    done, reading = _new_pump_plan(uow, pump, "implant", review, commands, _token(fields))
+    done, reading = _new_pump_plan(uow, pump, "implant", review, commands, _token(fields),
+                                     fields)
     assert reading is not None
     uow.session.add(pump)
     uow.session.flush()
@@ -428,6 +433,7 @@ def implant(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> P
                             prescription=presc.to_dict(), concentration=v["conc"].value,
                             dose_per_day=presc.daily_dose().value,
                             classification=done.classification.value, reason=done.reason,
+                            override_reason=done.extra.get("override_reason"),
                             by_user=uow.actor.username))
     prime = _command(done, "priming_bolus")
     _visit(uow, p.id, "implant",
@@ -680,7 +686,7 @@ def _replacement(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
                ("new: " if new_catheter else "retained: ") + f"{length:g} cm to {tip}")])
     pump = _new_pump(uow, p, v)
     v["pump"] = pump
-    done, reading = _new_pump_plan(uow, pump, "replacement", review, commands, token,
+    done, reading = _new_pump_plan(uow, pump, "replacement", review, commands, token, fields,
                                    extra_status=pump_fingerprint(old_status))
     return done, v, reading
 

@@ -34,7 +34,7 @@ RESPONDER = [{"dose_mcg": 50, "effect_hours": 6,
               "mas_before": {"hip_adductors": 3, "knee_extensors": 3},
               "mas_after": {"hip_adductors": 1.5, "knee_extensors": 2}}]
 IMPLANT = {"profile": "itb-20", "serial": "SN-T1", "catheter_length_cm": 90, "tip_level": "T10",
-           "volume_ml": 20, "concentration": 500, "dose_per_day": 300}
+           "volume_ml": 20, "concentration": 500, "dose_per_day": 300, "confirmed": True}
 
 
 def implanted(clinic: Clinic) -> int:
@@ -376,7 +376,7 @@ def test_replace_pump_keeps_the_program(empty_clinic: Clinic) -> None:
     pid = implanted(c)
     with c.uow(RN) as u:
         services.move_clock(u, T0 + timedelta(days=40))  # low reservoir by now: alarms open
-    fields = {"profile": "itb-40", "serial": "SN-T2", "volume_ml": 40}
+    fields = {"profile": "itb-40", "serial": "SN-T2", "volume_ml": 40, "confirmed": True}
     with pytest.raises(Forbidden), c.uow(RN) as u:
         reviewed(services.replace_pump, u, pid, fields)
     with pytest.raises(InvalidInput) as e, c.uow(DR) as u:

@@ -18,6 +18,16 @@ from openitb.web.security import COOKIE
 from .conftest import csrf_of, login, page_csrf
 
 
+TOKEN = re.compile(r'name="review_token" id="review_token" value="([0-9a-f]+)"')
+
+
+def token_in(html: str) -> str:
+    """The review token of the review shown on a page (the confirm must send it)."""
+    m = TOKEN.search(html)
+    assert m, "no review token on the page"
+    return m.group(1)
+
+
 def client_for(clinic: Clinic) -> TestClient:
     return TestClient(create_app(clinic, demo=True))
 
@@ -81,7 +91,8 @@ def test_nurse_refill_with_concentration_change_updates_dashboard(demo_clinic: C
     review = c.post(f"/patients/{pid}/refill", data=data)
     assert review.status_code == 200
     assert 'id="bridge"' in review.text and "bridge bolus" in review.text
-    done = c.post(f"/patients/{pid}/refill", data={**data, "confirmed": "on"},
+    done = c.post(f"/patients/{pid}/refill", data={**data, "confirmed": "on",
+                                                   "review_token": token_in(review.text)},
                   follow_redirects=False)
     assert done.status_code == 303
     patient = c.get(done.headers["location"]).text
@@ -97,7 +108,9 @@ def test_physician_override_nurse_refused(demo_clinic: Clinic) -> None:
     t = page_csrf(nurse.get(f"/patients/{pid}/program").text)
     data = {"csrf_token": t, "mode": "continuous", "dose_per_day": "130",
             "context": "titration", "confirmed": "on", "override_reason": "nurse tries"}
-    r = nurse.post(f"/patients/{pid}/program", data=data)
+    seen = nurse.post(f"/patients/{pid}/program", data={**data, "confirmed": ""})
+    r = nurse.post(f"/patients/{pid}/program", data={**data,
+                                                     "review_token": token_in(seen.text)})
     assert r.status_code == 422 and "only a physician" in r.text
     doc = client_for(demo_clinic)
     form_login(doc, "dr.rivera")
@@ -106,7 +119,8 @@ def test_physician_override_nurse_refused(demo_clinic: Clinic) -> None:
                                                          "confirmed": "", "override_reason": ""})
     assert "g-above_recommended" in review.text and 'id="review"' in review.text
     ok = doc.post(f"/patients/{pid}/program", data={**data, "csrf_token": t,
-                                                     "override_reason": "rebound spasms at night"},
+                                                     "override_reason": "rebound spasms at night",
+                                                     "review_token": token_in(review.text)},
                   follow_redirects=False)
     assert ok.status_code == 303
     assert "rebound spasms at night" in doc.get(f"/patients/{pid}").text
@@ -193,10 +207,15 @@ def test_register_screen_and_implant_through_the_pages(demo_clinic: Clinic) -> N
     assert r.status_code == 303
     page = doc.get(url).text
     assert "screened" in page and "first pump dose 50 mcg/day" in page  # effect > 8 h
-    r = doc.post(f"{url}/implant", data={"csrf_token": t, "profile": "itb-20",
-                                         "serial": "SN-WEB-1", "catheter_length_cm": "85",
-                                         "tip_level": "T9", "volume_ml": "20",
-                                         "concentration": "500", "dose_per_day": ""},
+    form = {"csrf_token": t, "profile": "itb-20", "serial": "SN-WEB-1",
+            "catheter_length_cm": "85", "tip_level": "T9", "volume_ml": "20",
+            "concentration": "500", "dose_per_day": ""}
+    seen = doc.post(f"{url}/implant", data=form)
+    assert seen.status_code == 200 and 'id="review"' in seen.text  # a review step first
+    assert "priming_bolus" in seen.text and "g-below_recommended" in seen.text
+    r = doc.post(f"{url}/implant", data={**form, "confirmed": "on",
+                                         "override_reason": "the screening's first dose",
+                                         "review_token": token_in(seen.text)},
                  follow_redirects=False)
     assert r.status_code == 303, r.text
     page = doc.get(url).text
@@ -281,12 +300,20 @@ def test_replace_the_pump_near_eri_through_the_page(demo_clinic: Clinic) -> None
     doc = client_for(demo_clinic)
     form_login(doc, "dr.rivera")
     assert re.search(r"Helmut Weber</a></td>\s*<td>pump SN-\S+ reaches ERI", doc.get("/").text)
-    t = page_csrf(doc.get(f"/patients/{pid}").text)
-    r = doc.post(f"/patients/{pid}/replace", data={"csrf_token": t, "serial": "SN-NEW-1",
-                                                   "profile": "itb-40", "volume_ml": "40",
-                                                   "concentration": "2000"},
+    form_page = doc.get(f"/patients/{pid}/replace").text
+    # the concentration is a choice from the drug library, not free text
+    assert '<select id="r-conc" name="concentration">' in form_page
+    t = page_csrf(form_page)
+    form = {"csrf_token": t, "serial": "SN-NEW-1", "profile": "itb-40", "volume_ml": "40",
+            "concentration": "2000"}
+    seen = doc.post(f"/patients/{pid}/replace", data=form)
+    assert seen.status_code == 200 and 'id="review"' in seen.text  # a review step first
+    assert "explant" in seen.text and "priming_bolus" in seen.text
+    assert "serial SN-NEW-1" not in doc.get(f"/patients/{pid}").text  # nothing written yet
+    r = doc.post(f"/patients/{pid}/replace", data={**form, "confirmed": "on",
+                                                   "review_token": token_in(seen.text)},
                  follow_redirects=False)
-    assert r.status_code == 303
+    assert r.status_code == 303, r.text
     page = doc.get(f"/patients/{pid}").text
     assert "serial SN-NEW-1" in page and "catheter retained" in page
     assert "reaches ERI" not in doc.get("/").text
@@ -338,9 +365,11 @@ def test_patient_page_and_api_show_the_model_prediction(demo_clinic: Clinic) -> 
     assert before["dose_per_day"] == doc.get(f"/api/v1/patients/{pid}").json()["pump"][
         "dose_per_day"]
     t = page_csrf(doc.get(f"/patients/{pid}/program").text)
+    form = {"csrf_token": t, "mode": "continuous",
+            "dose_per_day": str(before["dose_per_day"] * 1.1), "context": "titration"}
+    seen = doc.post(f"/patients/{pid}/program", data=form)
     r = doc.post(f"/patients/{pid}/program", data={
-        "csrf_token": t, "mode": "continuous", "dose_per_day": str(before["dose_per_day"] * 1.1),
-        "context": "titration", "confirmed": "on"}, follow_redirects=False)
+        **form, "confirmed": "on", "review_token": token_in(seen.text)}, follow_redirects=False)
     assert r.status_code == 303, r.text
     after = doc.get(f"/api/v1/patients/{pid}").json()["predicted_effect"]
     assert after["dose_per_day"] > before["dose_per_day"]
