@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
 from importlib import resources
@@ -72,6 +72,23 @@ class ConcentrationCheck:
 
 
 @dataclass(frozen=True)
+class KernelLimits:
+    """The safety kernel's limits that are not label doses, all (R) defaults (drugs.toml)."""
+
+    clinician_bolus_absolute_factor: float
+    clinician_bolus_source: str
+    patient_share_recommended: float
+    patient_share_absolute: float
+    patient_share_source: str
+    window_hours: float
+    window_source: str
+
+
+DEFAULT_KERNEL = KernelLimits(2.0, "(R) default", 0.20, 0.50, "(R) default", 24.0,
+                              "label: per 24 h")
+
+
+@dataclass(frozen=True)
 class DrugLibrary:
     drug: str
     products: tuple[Product, ...]
@@ -82,6 +99,11 @@ class DrugLibrary:
     change_limits: dict[tuple[Origin, Context], ChangeLimit]
     absolute_step_factor: float
     daily_dose: dict[Population, DailyDoseBounds]
+    pediatric_change_limits: dict[Context, ChangeLimit] = field(default_factory=dict)
+    small_child_screening_dose: Micrograms | None = None
+    small_child_weight_below_kg: float | None = None
+    small_child_source: str = ""
+    kernel: KernelLimits | None = None
 
     def known_concentrations(self) -> tuple[McgPerMl, ...]:
         seen = {c for p in self.products for c in p.concentrations}
@@ -114,6 +136,21 @@ class DrugLibrary:
 
     def change_limit(self, origin: Origin, context: Context) -> ChangeLimit:
         return self.change_limits[(origin, context)]
+
+    def change_limit_for(self, population: Population, origin: Origin,
+                         context: Context) -> ChangeLimit:
+        """The per-24 h step for a population: children have their own (see drugs.toml)."""
+        if population is Population.PEDIATRIC and context in self.pediatric_change_limits:
+            return self.pediatric_change_limits[context]
+        return self.change_limit(origin, context)
+
+    def first_screening_dose(self, weight_kg: float | None) -> Micrograms:
+        """50 mcg; 25 mcg for a very small child (label), below the configured weight."""
+        if (weight_kg is not None and self.small_child_screening_dose is not None
+                and self.small_child_weight_below_kg is not None
+                and weight_kg < self.small_child_weight_below_kg):
+            return self.small_child_screening_dose
+        return self.screening_doses[0]
 
     def bounds(self, population: Population) -> DailyDoseBounds:
         return self.daily_dose[population]
@@ -149,6 +186,17 @@ def _load(data: dict[str, Any]) -> DrugLibrary:
         )
     s = data["screening"]
     f = data["first_dose"]
+    ped: dict[Context, ChangeLimit] = {}
+    for context in Context:
+        d = data["change_limits"].get("pediatric", {}).get(context.value)
+        if d:
+            ped[context] = ChangeLimit(d["increase_min"], d["increase_max"], d["decrease_max"],
+                                       d["source"])
+    k = data.get("kernel")
+    kernel = DEFAULT_KERNEL if not k else KernelLimits(
+        float(k["clinician_bolus_absolute_factor"]), str(k["clinician_bolus_source"]),
+        float(k["patient_share_recommended"]), float(k["patient_share_absolute"]),
+        str(k["patient_share_source"]), float(k["window_hours"]), str(k["window_source"]))
     return DrugLibrary(
         drug=data["drug"],
         products=products,
@@ -159,6 +207,13 @@ def _load(data: dict[str, Any]) -> DrugLibrary:
         change_limits=limits,
         absolute_step_factor=float(data["change_limits"]["absolute"]["step_factor"]),
         daily_dose=daily,
+        pediatric_change_limits=ped,
+        small_child_screening_dose=(Micrograms(float(s["small_child_dose_mcg"]))
+                                    if "small_child_dose_mcg" in s else None),
+        small_child_weight_below_kg=(float(s["small_child_weight_below_kg"])
+                                     if "small_child_weight_below_kg" in s else None),
+        small_child_source=str(s.get("small_child_source", "")),
+        kernel=kernel,
     )
 
 

@@ -85,13 +85,17 @@ def test_check_change_reasons_explain() -> None:
 
 
 def test_check_change_pediatric_population_bounds() -> None:
-    # spinal maintenance from 1000: step allows 1400, pediatric recommended max 1199, absolute 1500
+    # Children have their own step (drugs.toml change_limits.pediatric, (R): the cerebral step):
+    # maintenance from 1000 allows +20 % (1200, capped by the pediatric recommended max 1199);
+    # the absolute step is twice that, +40 % = 1400, under the pediatric absolute 1500.
+    # (Before issue 11 a child got the adult spinal step: +40 %, absolute +80 %.)
     r = check_change(McgPerDay(1000), McgPerDay(1300), SP, MA, population=Population.PEDIATRIC)
     assert r.classification is C.ABOVE_RECOMMENDED
     assert r.recommended_max == McgPerDay(1199)
-    r = check_change(McgPerDay(1000), McgPerDay(1600), SP, MA, population=Population.PEDIATRIC)
+    assert "pediatric maintenance" in r.reason
+    r = check_change(McgPerDay(1000), McgPerDay(1450), SP, MA, population=Population.PEDIATRIC)
     assert r.classification is C.ABOVE_ABSOLUTE
-    assert r.absolute_max == McgPerDay(1500)
+    assert r.absolute_max == McgPerDay(1400)
 
 
 def test_check_change_refuses_zero_current() -> None:

@@ -24,8 +24,10 @@ from openitb.errors import InvalidInput, OpenITBError, RefusedOperation
 from openitb.programmer.interrogate import plain_alarm, projection
 from openitb.programmer.link import PumpLink, PumpRefused
 from openitb.programmer.record import SessionRecord
-from openitb.programmer.workflows import AnyReview, Outcome, Programmer
+from openitb.programmer.workflows import AnyReview, Outcome, Programmer, patient_for
 from openitb.pumpservice.store import load_key_file
+from openitb.safety import Actor, PatientBolusRequest, parse_role
+from openitb.safety import Role as KernelRole
 from openitb.telemetry.client import ProgrammerClient, TelemetryError
 from openitb.telemetry.session import Role
 from openitb.telemetry.tcp import TcpTransport
@@ -46,6 +48,8 @@ OVERRIDE = typer.Option(None, "--override-reason",
 WHO = typer.Option(None, "--who", help="Clinician name for the session record (default: user).")
 RECORD = typer.Option(None, "--record", help="Session record path (default: "
                       "$OPENITB_SESSIONS or ./itb-sessions/<serial>-<time>.json).")
+ROLE = typer.Option("physician", "--role", help="Who confirms: physician or nurse (the "
+                    "permission table in data/roles.toml decides what each may do).")
 
 
 def now() -> datetime:
@@ -97,6 +101,13 @@ def _session(pump: str, key_file: Path, role: Role, who: str | None,
             record.write(path.with_name(path.name.replace(":", "")), now)
 
 
+def _programmer(link: PumpLink, role: str, who: str | None) -> Programmer:
+    r = parse_role(role, "role")
+    if r is KernelRole.PATIENT:
+        raise InvalidInput("role", role, "physician or nurse (the patient uses `itb ptm`)")
+    return Programmer(link, actor=Actor(r, who or getpass.getuser()))
+
+
 def _print_review(review: AnyReview) -> None:
     table = Table(title=f"Review: {getattr(review, 'title', 'program change')}")
     for col in ("setting", "current", "proposed", "check"):
@@ -108,6 +119,14 @@ def _print_review(review: AnyReview) -> None:
     console = Console(stderr=True)
     console.print(table)
     console.print(f"guardrail: {review.classification.value}: {review.reason}")
+    for v in review.verdicts:
+        console.print(f"  rule {v.rule}: {v.classification.value}: {v.reason} [{v.source}]",
+                      markup=False)
+    console.print(f"decision: {review.decision.value}"
+                  + (f"; override by {', '.join(r.value for r in review.override.roles)} with "
+                     "a reason" if review.override.required else ""))
+    for c in review.commands:
+        console.print(f"  will write: {c.name} {c.arguments}", markup=False)
     for w in getattr(review, "warnings", ()):
         console.print(f"warning: {w}")
 
@@ -188,12 +207,12 @@ def program(pump: str = PUMP, key_file: Path = KEY,
             context: str = typer.Option("maintenance", "--context",
                                         help="titration or maintenance."),
             yes: bool = YES, override_reason: str | None = OVERRIDE, who: str | None = WHO,
-            record: Path | None = RECORD, as_json: bool = JSON) -> None:
+            record: Path | None = RECORD, as_json: bool = JSON, role: str = ROLE) -> None:
     """Change the dose or the flex program (guardrails by origin and context)."""
     rx = _rx(dose, prescription)
     o, c = parse_origin(origin), parse_context(context)
     with _session(pump, key_file, Role.CLINICIAN, who, record) as (link, _):
-        _run(as_json, "itb programmer program", lambda: Programmer(link).change_program(
+        _run(as_json, "itb programmer program", lambda: _programmer(link, role, who).change_program(
             rx, origin=o, context=c, confirm=_confirmer(yes, as_json),
             override_reason=override_reason))
 
@@ -208,16 +227,42 @@ def implant(pump: str = PUMP, key_file: Path = KEY,
             volume: str = typer.Option(..., "--volume", help="Fill volume, e.g. '20 mL'."),
             origin: str = typer.Option(..., "--origin"),
             yes: bool = YES, override_reason: str | None = OVERRIDE, who: str | None = WHO,
-            record: Path | None = RECORD, as_json: bool = JSON) -> None:
+            record: Path | None = RECORD, as_json: bool = JSON, role: str = ROLE) -> None:
     """First fill, program, start and priming bolus of a new pump."""
     rx = _rx(dose, prescription)
     conc, _ = _concentration(concentration, "concentration", False)
     vol = parse(volume, Milliliters, "volume")
     o = parse_origin(origin)
     with _session(pump, key_file, Role.CLINICIAN, who, record) as (link, _):
-        _run(as_json, "itb programmer implant", lambda: Programmer(link).implant(
+        _run(as_json, "itb programmer implant", lambda: _programmer(link, role, who).implant(
             rx, product=product, concentration=conc, volume=vol, origin=o,
             confirm=_confirmer(yes, as_json), override_reason=override_reason))
+
+
+@app.command("replace")
+@guarded
+def replace(pump: str = PUMP, key_file: Path = KEY,
+            dose: str | None = typer.Option(None, "--dose"),
+            prescription: Path | None = typer.Option(None, "--prescription"),
+            product: str = typer.Option(..., "--product", help="e.g. Gablofen."),
+            concentration: str = typer.Option(..., "--concentration"),
+            volume: str = typer.Option(..., "--volume", help="Fill volume, e.g. '20 mL'."),
+            origin: str = typer.Option(..., "--origin"),
+            new_catheter: bool = typer.Option(False, "--new-catheter/--same-catheter",
+                                              help="Was the catheter replaced too? (priming)"),
+            yes: bool = YES, override_reason: str | None = OVERRIDE, who: str | None = WHO,
+            record: Path | None = RECORD, as_json: bool = JSON, role: str = ROLE) -> None:
+    """Set up a replacement pump (the one at --pump): fill, program, start, and prime its
+    internal path (and the catheter when it was replaced). Shows the review first."""
+    rx = _rx(dose, prescription)
+    conc, _ = _concentration(concentration, "concentration", False)
+    vol = parse(volume, Milliliters, "volume")
+    o = parse_origin(origin)
+    with _session(pump, key_file, Role.CLINICIAN, who, record) as (link, _):
+        _run(as_json, "itb programmer replace", lambda: _programmer(link, role, who).replacement(
+            rx, product=product, concentration=conc, volume=vol, origin=o,
+            new_catheter=new_catheter, confirm=_confirmer(yes, as_json),
+            override_reason=override_reason))
 
 
 @app.command()
@@ -230,13 +275,13 @@ def refill(pump: str = PUMP, key_file: Path = KEY,
            bridge: bool = typer.Option(True, "--bridge/--no-bridge",
                                        help="Give the bridge bolus at a concentration change."),
            yes: bool = YES, override_reason: str | None = OVERRIDE, who: str | None = WHO,
-           record: Path | None = RECORD, as_json: bool = JSON) -> None:
+           record: Path | None = RECORD, as_json: bool = JSON, role: str = ROLE) -> None:
     """Refill: discrepancy check, product from the library, bridge bolus, new alarm dates."""
     w = parse(withdrawn, Milliliters, "withdrawn")
     conc, _ = _concentration(concentration, "concentration", False)
     vol = parse(volume, Milliliters, "volume")
     with _session(pump, key_file, Role.CLINICIAN, who, record) as (link, _):
-        _run(as_json, "itb programmer refill", lambda: Programmer(link).refill(
+        _run(as_json, "itb programmer refill", lambda: _programmer(link, role, who).refill(
             withdrawn=w, product=product, concentration=conc, volume=vol, bridge=bridge,
             confirm=_confirmer(yes, as_json), override_reason=override_reason))
 
@@ -247,12 +292,15 @@ def bolus(pump: str = PUMP, key_file: Path = KEY,
           dose: str = typer.Option(..., "--dose", help="e.g. '50 mcg'."),
           duration: str = typer.Option(..., "--duration", help="e.g. '1 h'."),
           yes: bool = YES, override_reason: str | None = OVERRIDE, who: str | None = WHO,
-          record: Path | None = RECORD, as_json: bool = JSON) -> None:
+          record: Path | None = RECORD, as_json: bool = JSON, role: str = ROLE,
+          origin: str = typer.Option("spinal", "--origin", help="spinal or cerebral.")
+          ) -> None:
     """A clinician bolus on top of the running program."""
     d, t = parse(dose, Micrograms, "dose"), parse(duration, Hours, "duration")
     with _session(pump, key_file, Role.CLINICIAN, who, record) as (link, _):
-        _run(as_json, "itb programmer bolus", lambda: Programmer(link).clinician_bolus(
-            d, t, confirm=_confirmer(yes, as_json), override_reason=override_reason))
+        _run(as_json, "itb programmer bolus", lambda: _programmer(link, role, who).clinician_bolus(
+            d, t, confirm=_confirmer(yes, as_json), override_reason=override_reason,
+            patient=patient_for(parse_origin(origin))))
 
 
 @app.command("low-alarm")
@@ -260,11 +308,11 @@ def bolus(pump: str = PUMP, key_file: Path = KEY,
 def low_alarm(pump: str = PUMP, key_file: Path = KEY,
               threshold: str = typer.Option(..., "--threshold", help="e.g. '3 mL'."),
               yes: bool = YES, override_reason: str | None = OVERRIDE, who: str | None = WHO,
-              record: Path | None = RECORD, as_json: bool = JSON) -> None:
+              record: Path | None = RECORD, as_json: bool = JSON, role: str = ROLE) -> None:
     """Set the low-reservoir alarm threshold."""
     th = parse(threshold, Milliliters, "threshold")
     with _session(pump, key_file, Role.CLINICIAN, who, record) as (link, _):
-        _run(as_json, "itb programmer low-alarm", lambda: Programmer(link).set_low_alarm(
+        _run(as_json, "itb programmer low-alarm", lambda: _programmer(link, role, who).set_low_alarm(
             th, confirm=_confirmer(yes, as_json), override_reason=override_reason))
 
 
@@ -277,12 +325,12 @@ def patient_limits(pump: str = PUMP, key_file: Path = KEY,
                    max_per_day: int = typer.Option(..., "--max-per-day"),
                    yes: bool = YES, override_reason: str | None = OVERRIDE,
                    who: str | None = WHO, record: Path | None = RECORD,
-                   as_json: bool = JSON) -> None:
+                   as_json: bool = JSON, role: str = ROLE) -> None:
     """Limits for the patient therapy manager (enforced by the pump)."""
     d, t = parse(dose, Micrograms, "dose"), parse(duration, Hours, "duration")
     lo = parse(lockout, Hours, "lockout")
     with _session(pump, key_file, Role.CLINICIAN, who, record) as (link, _):
-        _run(as_json, "itb programmer patient-limits", lambda: Programmer(link)
+        _run(as_json, "itb programmer patient-limits", lambda: _programmer(link, role, who)
              .set_patient_limits(dose=d, duration=t, lockout=lo, max_per_day=max_per_day,
                                  confirm=_confirmer(yes, as_json),
                                  override_reason=override_reason))
@@ -292,30 +340,30 @@ def patient_limits(pump: str = PUMP, key_file: Path = KEY,
 @guarded
 def stop(pump: str = PUMP, key_file: Path = KEY, yes: bool = YES,
          override_reason: str | None = OVERRIDE, who: str | None = WHO,
-         record: Path | None = RECORD, as_json: bool = JSON) -> None:
+         record: Path | None = RECORD, as_json: bool = JSON, role: str = ROLE) -> None:
     """Stop infusion (a reason is always required: withdrawal risk)."""
     with _session(pump, key_file, Role.CLINICIAN, who, record) as (link, _):
-        _run(as_json, "itb programmer stop", lambda: Programmer(link).stop(
+        _run(as_json, "itb programmer stop", lambda: _programmer(link, role, who).stop(
             confirm=_confirmer(yes, as_json), override_reason=override_reason))
 
 
 @app.command()
 @guarded
 def start(pump: str = PUMP, key_file: Path = KEY, yes: bool = YES, who: str | None = WHO,
-          record: Path | None = RECORD, as_json: bool = JSON) -> None:
+          record: Path | None = RECORD, as_json: bool = JSON, role: str = ROLE) -> None:
     """Start (resume) the program in the pump."""
     with _session(pump, key_file, Role.CLINICIAN, who, record) as (link, _):
-        _run(as_json, "itb programmer start", lambda: Programmer(link).start(
+        _run(as_json, "itb programmer start", lambda: _programmer(link, role, who).start(
             confirm=_confirmer(yes, as_json)))
 
 
 @app.command("post-mri")
 @guarded
 def post_mri(pump: str = PUMP, key_file: Path = KEY, yes: bool = YES, who: str | None = WHO,
-             record: Path | None = RECORD, as_json: bool = JSON) -> None:
+             record: Path | None = RECORD, as_json: bool = JSON, role: str = ROLE) -> None:
     """After an MRI: interrogate, confirm recovery, restart a stopped pump (with review)."""
     with _session(pump, key_file, Role.CLINICIAN, who, record) as (link, _):
-        _run(as_json, "itb programmer post-mri", lambda: Programmer(link).post_mri_check(
+        _run(as_json, "itb programmer post-mri", lambda: _programmer(link, role, who).post_mri_check(
             confirm=_confirmer(yes, as_json)))
 
 
@@ -380,10 +428,16 @@ def ptm_status(pump: str = PUMP, key_file: Path = KEY, as_json: bool = JSON) -> 
 @ptm_app.command("bolus")
 @guarded
 def ptm_bolus(pump: str = PUMP, key_file: Path = KEY, as_json: bool = JSON) -> None:
-    """Ask the pump for a bolus within the limits the clinician set."""
+    """Ask the pump for a bolus within the limits the clinician set (the safety kernel reviews
+    the request first; the pump enforces its limits again)."""
     with _session(pump, key_file, Role.PATIENT, None, None) as (link, _):
         try:
-            out = link.send("patient_bolus")
+            prog = Programmer(link, actor=Actor(KernelRole.PATIENT, "patient"))
+            rv = prog.review(PatientBolusRequest())
+            if rv.refused:
+                raise PumpRefused(rv.reason, code=rv.refusal_code)
+            out = link.send(rv.commands[0].name, **rv.commands[0].arguments,
+                            expect_version=rv.state_version)
         except PumpRefused as exc:
             if as_json:
                 print(json.dumps({"ok": False, "code": exc.code, "reason": exc.reason}))

@@ -34,8 +34,14 @@ class PumpLink:
         # The first interrogation after an MRI resumes a pump that waits for one; remember it
         # for the rest of the session (the post-MRI check may not be the first read).
         self.resumed_after_mri = False
+        # The last status read in this session, while nothing was written since: a review may
+        # start from it instead of reading again (reads never change the pump).
+        self.last_status: dict[str, Any] | None = None
+        self.last_status_at: datetime | None = None
+        self.commands_sent = 0
 
     def _call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        self.commands_sent += 1
         try:
             return self.client.command(name, **args)
         except TelemetryError as exc:
@@ -54,7 +60,18 @@ class PumpLink:
         self.resumed_after_mri = self.resumed_after_mri or bool(status.get("resumed_after_mri"))
         if status.get("serial") and not self.record.pump:
             self.record.pump = str(status["serial"])
+        self.last_status = status
+        self.last_status_at = self.now()
         return status
+
+    def fresh_status(self, max_age_s: float = 2.0) -> dict[str, Any] | None:
+        """The last status if nothing was written since and it is at most ``max_age_s`` old on
+        the programmer's clock (the pump runs on in between); else None."""
+        if self.last_status is None or self.last_status_at is None:
+            return None
+        if abs((self.now() - self.last_status_at).total_seconds()) > max_age_s:
+            return None
+        return self.last_status
 
     def read_log(self, last: int = 20) -> list[dict[str, Any]]:
         entries = self._call("read_log", {"last": last}).get("entries", [])
@@ -62,4 +79,5 @@ class PumpLink:
         return list(entries)
 
     def send(self, name: str, **args: Any) -> dict[str, Any]:
+        self.last_status = None  # a write (or an attempt) makes the cached status stale
         return self._call(name, args)

@@ -1,7 +1,7 @@
-"""The programmer's final review: current and proposed settings side by side, each changed value
-with its guardrail classification, and the rule that nothing is written without confirmation.
-
-Pure: it compares values; the workflow (programmer/workflows.py) sends and reads back.
+"""Legacy review of a program change, kept only for ``clinic/services.py`` until the clinic is
+rebuilt on the safety kernel (branch ``clinickernel``). The programmer itself no longer uses it:
+every programmer review comes from :func:`openitb.safety.review`, the one place that decides.
+Do not add callers.
 """
 
 from __future__ import annotations

@@ -1,14 +1,17 @@
-"""Clinician programmer workflows over a telemetry link.
+"""Clinician programmer workflows over a telemetry link, on the safety kernel.
 
-Every change follows one path (:meth:`Programmer._apply`): build the review (current and
-proposed side by side, each changed value classified), ask for confirmation, refuse outside
-absolute bounds, require an override reason outside recommended bounds, write, read back and
-compare. A mismatch raises ReadbackMismatch naming each difference. The session record gets
-every read, change, override and refusal.
+Every change follows one path. :meth:`Programmer.review` only reads (the status, which carries
+the pump's 24 h history and state version) and asks the kernel (:func:`openitb.safety.review`).
+:meth:`Programmer.apply` takes the proposal and the review's token, re-reads the pump, rebuilds
+the review, refuses with ``stale_review`` ("changed since your review: review again") when the
+token differs, passes the kernel's gate (role, confirmation, override reason), writes exactly
+``review.commands``, each with the precondition ``expect_version`` (the version the review saw,
+then the one each write returns), reads back and compares. The session record gets every read,
+change, override and refusal. The programmer has no rules of its own.
 
-The program's concentration is never typed on a dose change: it is the concentration the pump
-holds in its reservoir (set at the last refill), so a dose cannot be programmed against a
-concentration that is not in the pump.
+The faces (CLI, clinic, PTM) call :meth:`review` and :meth:`apply` with the patient's facts, the
+actor, the override reason and the token; :meth:`change` does both in one session with a
+confirmation callback (the CLI's review screen).
 """
 
 from __future__ import annotations
@@ -17,29 +20,48 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from openitb.devices import PumpProfile, default_catheter, get_pump
+from openitb.devices import PumpProfile, get_pump
 from openitb.drugs import Context, DrugLibrary, Origin, Population, load_library
-from openitb.errors import InvalidInput, RefusedOperation
-from openitb.programmer import changes as ch
+from openitb.errors import RefusedOperation
 from openitb.programmer import interrogate as ig
 from openitb.programmer.link import PumpLink, ReadbackMismatch
-from openitb.programmer.review import Review, ReviewRow, review_program
-from openitb.therapy.guardrails import Classification
+from openitb.safety import (
+    Actor,
+    History,
+    PatientFacts,
+    PumpState,
+    Review,
+    Role,
+    WireCommand,
+    history_from_report,
+    pump_state_from_status,
+)
+from openitb.safety import proposals as pr
+from openitb.safety import review as kernel_review
+from openitb.safety.review import Row
 from openitb.therapy.prescription import Continuous, Prescription, parse_prescription
-from openitb.therapy.refill import bridge_bolus, check_discrepancy, priming_bolus
-from openitb.units import Hours, McgPerDay, McgPerMl, Micrograms, Milliliters
+from openitb.units import Hours, McgPerDay, McgPerMl, Micrograms, Milliliters, parse
 
-AnyReview = Review | ch.ChangeReview
-Confirm = Callable[[AnyReview], bool]
-VOLUME_TOLERANCE_ML = 0.005
-MAX_BRIDGE_H = 24.0  # the pump's longest bolus
-RESIDUAL_SHARE = 0.10  # (R) an unbridged share of the path above this needs a reason  # a few strokes delivered between the write and the read-back
+AnyReview = Review
+Confirm = Callable[[Review], bool]
+VOLUME_TOLERANCE_ML = 0.005  # a few strokes delivered between the write and the read-back
+DEFAULT_ACTOR = Actor(Role.PHYSICIAN, "programmer")
+STALE = "changed since your review: review again"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One read of the pump: the wire status, and the kernel's typed view of it."""
+
+    status: dict[str, Any]
+    state: PumpState
+    history: History
 
 
 @dataclass
 class Outcome:
     action: str
-    review: AnyReview
+    review: Review
     written: list[str]
     readback: dict[str, Any]
     override_reason: str | None = None
@@ -49,20 +71,22 @@ class Outcome:
         return {
             "action": self.action,
             "classification": self.review.classification.value,
+            "decision": self.review.decision.value,
             "guardrail": self.review.reason,
             "override_reason": self.override_reason,
-            "review": [_row(r) for r in self.review.rows],
-            "warnings": list(getattr(self.review, "warnings", ())),
+            "review": [r.to_dict() for r in self.review.rows],
+            "verdicts": [v.to_dict() for v in self.review.verdicts],
+            "warnings": list(self.review.warnings),
+            "commands": [c.to_dict() for c in self.review.commands],
+            "token": self.review.token,
             "written": self.written,
             "readback": "matches",
             **self.extra,
         }
 
 
-def _row(r: ReviewRow) -> dict[str, Any]:
-    return {"field": r.field, "current": r.current, "proposed": r.proposed, "changed": r.changed,
-            "classification": r.classification.value if r.classification else None,
-            "reason": r.reason}
+def _row(r: Row) -> dict[str, Any]:
+    return r.to_dict()
 
 
 def _close(a: Any, b: float, tol: float = 1e-9) -> bool:
@@ -102,50 +126,77 @@ def volume_differences(before: dict[str, Any], after: dict[str, Any], profile: P
     return []
 
 
+def readback_differences(commands: tuple[WireCommand, ...], before: dict[str, Any],
+                         after: dict[str, Any]) -> list[str]:
+    """What the pump reports after the writes, compared with each command written."""
+    profile = get_pump(str(after.get("profile") or before["profile"]))
+    d: list[str] = []
+    names = [c.name for c in commands]
+    for c in commands:
+        a = c.arguments
+        if c.name == "program":
+            d += program_differences(after, parse_prescription(a["prescription"]),
+                                     parse(a["concentration"], McgPerMl, "concentration"))
+        elif c.name == "refill":
+            conc = parse(a["concentration"], McgPerMl, "concentration")
+            if not _close(after.get("reservoir_concentration_mcg_per_ml"), conc.value):
+                d.append(f"reservoir concentration: wrote {conc}, the pump reports "
+                         f"{after.get('reservoir_concentration_mcg_per_ml')} mcg/mL")
+            d += volume_differences(before, after, profile,
+                                    parse(a["volume"], Milliliters, "volume"),
+                                    "filled" if "start" in names else "wrote")
+        elif c.name == "start" and after.get("state") != "running":
+            d.append(f"state: expected running, the pump reports {after.get('state')}")
+        elif c.name == "stop" and after.get("running"):
+            d.append("state: wrote stop, the pump reports running")
+        elif c.name in ("clinician_bolus", "priming_bolus", "bridge_bolus", "patient_bolus") \
+                and not after.get("bolus_running_until"):
+            what = {"priming_bolus": "priming bolus", "bridge_bolus": "bridge bolus"}.get(
+                c.name, "bolus")
+            d.append(f"{what}: written, but the pump reports no bolus running")
+        elif c.name == "set_low_alarm":
+            th = parse(a["threshold"], Milliliters, "threshold").value
+            if not _close(after.get("low_alarm_ml"), th):
+                d.append(f"low alarm: wrote {th:g} mL, the pump reports "
+                         f"{after.get('low_alarm_ml')}")
+        elif c.name == "set_patient_limits":
+            want = {"dose_mcg": parse(a["dose"], Micrograms, "dose").value,
+                    "duration_s": round(parse(a["duration"], Hours, "duration").value * 3600),
+                    "lockout_s": round(parse(a["lockout"], Hours, "lockout").value * 3600),
+                    "max_per_day": a["max_per_day"]}
+            got = (after.get("patient_bolus") or {}).get("limits") or {}
+            d += [f"patient limits.{k}: wrote {v!r}, the pump reports {got.get(k)!r}"
+                  for k, v in want.items() if got.get(k) != v]
+    return d
+
+
+def patient_for(origin: Origin | str | None = None, population: Population | None = None,
+                *, weight_kg: float | None = None, age_years: float | None = None
+                ) -> PatientFacts:
+    """Patient facts from the programmer's arguments (adult spinal when nothing is known)."""
+    child = True if population is Population.PEDIATRIC else None
+    return PatientFacts(origin or Origin.SPINAL, child=child, weight_kg=weight_kg,
+                        age_years=age_years)
+
+
 class Programmer:
-    def __init__(self, link: PumpLink, *, library: DrugLibrary | None = None) -> None:
+    def __init__(self, link: PumpLink, *, library: DrugLibrary | None = None,
+                 actor: Actor | None = None, patient: PatientFacts | None = None) -> None:
         self.link = link
         self.library = library or load_library()
-
-    # ---- the one path for every change -----------------------------------------------------
-    def _apply(self, action: str, review: AnyReview, confirm: Confirm,
-               override_reason: str | None, writes: list[tuple[str, dict[str, Any]]],
-               verify: Callable[[dict[str, Any]], list[str]],
-               extra: dict[str, Any] | None = None) -> Outcome:
-        rec = self.link.record
-        try:
-            confirmed = False if review.refused else bool(confirm(review))
-            logged = review.confirm(confirmed=confirmed, override_reason=override_reason)
-        except RefusedOperation as exc:
-            rec.refused(self.link.now(), action, exc.code, exc.reason)
-            raise
-        written: list[str] = []
-        for name, args in writes:
-            try:
-                self.link.send(name, **args)
-            except RefusedOperation as exc:
-                # Part of the change may be in the pump: record exactly what, and say so.
-                rec.change(self.link.now(), action, {
-                    "classification": review.classification.value, "guardrail": review.reason,
-                    "override_reason": logged, "written": written, "failed_at": name,
-                    "readback": "not done"})
-                raise RefusedOperation(
-                    f"{exc.reason}; written before the failure: {', '.join(written) or 'nothing'}"
-                    "; interrogate the pump before continuing", code=exc.code) from None
-            written.append(name)
-        status = self.link.read_status()
-        diffs = verify(status)
-        entry = {"classification": review.classification.value, "guardrail": review.reason,
-                 "override_reason": logged, "review": [_row(r) for r in review.rows],
-                 "written": written, "readback": "mismatch" if diffs else "matches",
-                 "differences": diffs}
-        rec.change(self.link.now(), action, entry)
-        if diffs:
-            raise ReadbackMismatch(diffs)
-        return Outcome(action, review, written, {"state": status.get("state")}, logged,
-                       extra or {})
+        self.actor = actor or DEFAULT_ACTOR
+        self.patient = patient
 
     # ---- reads -----------------------------------------------------------------------------
+    def snapshot(self, *, fresh: bool = False) -> Snapshot:
+        """The pump now: the session's last status if nothing was written since (reads never
+        change the pump), else one ``read_status`` (which carries the 24 h history)."""
+        status = None if fresh else self.link.fresh_status()
+        if status is None:
+            status = self.link.read_status()
+        return Snapshot(status, pump_state_from_status(status),
+                        history_from_report(status.get("history_24h")))
+
     def status(self) -> dict[str, Any]:
         return self.link.read_status()
 
@@ -156,210 +207,158 @@ class Programmer:
     def replacement_plan(self) -> dict[str, Any]:
         return ig.replacement_plan(self.link.read_status())
 
-    @staticmethod
-    def _profile(status: dict[str, Any]) -> PumpProfile:
-        return get_pump(str(status["profile"]))
+    # ---- the one path for every change -----------------------------------------------------
+    def review(self, proposal: pr.Proposal, *, patient: PatientFacts | None = None,
+               actor: Actor | None = None, snapshot: Snapshot | None = None) -> Review:
+        """The kernel's review of ``proposal`` on this pump. Only reads."""
+        snap = snapshot or self.snapshot()
+        return kernel_review(proposal, state=snap.state, history=snap.history,
+                             patient=patient or self.patient or patient_for(),
+                             actor=actor or self.actor, library=self.library)
+
+    def apply(self, proposal: pr.Proposal, *, token: str, patient: PatientFacts | None = None,
+              actor: Actor | None = None, override_reason: str | None = None,
+              confirmed: bool = True, extra: dict[str, Any] | None = None,
+              record_as: str | None = None) -> Outcome:
+        """Write what the review with ``token`` showed, or nothing.
+
+        Re-reads the pump and rebuilds the review; a different token is refused with
+        ``stale_review``. Then the kernel's gate; then each command with its precondition. A
+        command refused after others were written says exactly what was written."""
+        rec = self.link.record
+        now = self.link.now
+        snap = self.snapshot(fresh=True)
+        rv = self.review(proposal, patient=patient, actor=actor, snapshot=snap)
+        action = record_as or rv.action
+        if rv.token != token:
+            reason = (f"{STALE} (the pump's state or the proposal differs from what was "
+                      f"reviewed; pump state version now {rv.state_version}); nothing was "
+                      "written")
+            rec.refused(now(), action, "stale_review", reason)
+            raise RefusedOperation(reason, code="stale_review")
+        try:
+            logged = rv.gate(confirmed=confirmed, override_reason=override_reason)
+        except RefusedOperation as exc:
+            rec.refused(now(), action, exc.code, exc.reason)
+            raise
+        written: list[str] = []
+        version = rv.state_version
+        for c in rv.commands:
+            try:
+                resp = self.link.send(c.name, **c.arguments, expect_version=version)
+            except RefusedOperation as exc:
+                code = exc.code
+                reason = exc.reason
+                if code == "precondition_failed" and not written:
+                    code, reason = "stale_review", f"{STALE}: {exc.reason}"
+                rec.change(now(), action, {
+                    "classification": rv.classification.value, "guardrail": rv.reason,
+                    "override_reason": logged, "written": written, "failed_at": c.name,
+                    "readback": "not done", "token": rv.token})
+                tail = ("; interrogate the pump before continuing" if written else "")
+                raise RefusedOperation(f"{reason}; written before the failure: "
+                                       f"{', '.join(written) or 'nothing'}{tail}",
+                                       code=code) from None
+            written.append(c.name)
+            nv = resp.get("state_version")
+            version = nv if isinstance(nv, int) and not isinstance(nv, bool) else version + 1
+        status = self.link.read_status()
+        diffs = readback_differences(rv.commands, snap.status, status)
+        entry = {"classification": rv.classification.value, "guardrail": rv.reason,
+                 "override_reason": logged, "review": [_row(r) for r in rv.rows],
+                 "verdicts": [v.to_dict() for v in rv.verdicts], "token": rv.token,
+                 "written": written, "readback": "mismatch" if diffs else "matches",
+                 "differences": diffs}
+        rec.change(now(), action, entry)
+        if diffs:
+            raise ReadbackMismatch(diffs)
+        out = Outcome(action, rv, written, {"state": status.get("state")}, logged,
+                      dict(extra or {}))
+        if rv.projection is not None:
+            out.extra.setdefault("projection", rv.projection.to_dict())
+        return out
+
+    def change(self, proposal: pr.Proposal, *, confirm: Confirm,
+               override_reason: str | None = None, patient: PatientFacts | None = None,
+               actor: Actor | None = None, record_as: str | None = None) -> Outcome:
+        """Review, ask ``confirm`` (the review screen), then apply in the same session."""
+        rv = self.review(proposal, patient=patient, actor=actor)
+        if rv.refused:
+            try:
+                rv.gate(confirmed=False)
+            except RefusedOperation as exc:
+                self.link.record.refused(self.link.now(), record_as or rv.action, exc.code,
+                                         exc.reason)
+                raise
+        confirmed = bool(confirm(rv))
+        return self.apply(proposal, token=rv.token, patient=patient, actor=actor,
+                          override_reason=override_reason, confirmed=confirmed,
+                          record_as=record_as)
 
     # ---- program changes -------------------------------------------------------------------
     def review_change(self, proposed: Prescription, *, origin: Origin, context: Context,
                       population: Population | None = None,
                       status: dict[str, Any] | None = None) -> Review:
-        status = status or self.link.read_status()
-        conc_value = status.get("reservoir_concentration_mcg_per_ml") or 0.0
-        if conc_value <= 0:
-            raise RefusedOperation("the reservoir holds no drug: fill it (implant or refill) "
-                                   "before programming a dose", code="no_drug")
-        conc = McgPerMl(conc_value)
-        rx = status.get("program")
-        current = parse_prescription(rx) if rx else None
-        cur_conc_v = status.get("program_concentration_mcg_per_ml")
-        cur_conc = McgPerMl(cur_conc_v) if cur_conc_v else None
-        review = review_program(current, cur_conc, proposed, conc, self._profile(status),
-                                origin=origin, context=context, population=population)
-        warnings = list(review.warnings)
-        if not status.get("running"):
-            warnings.append(f"the pump is {status.get('state')}: the new program will not "
-                            "infuse until the pump is started")
-        return Review(review.rows, review.classification, review.reason, review.proposed,
-                      review.concentration, tuple(warnings))
+        snap = None
+        if status is not None:
+            snap = Snapshot(status, pump_state_from_status(status),
+                            history_from_report(status.get("history_24h")))
+        return self.review(pr.ProgramChange(proposed, context),
+                           patient=patient_for(origin, population), snapshot=snap)
 
     def change_program(self, proposed: Prescription, *, origin: Origin, context: Context,
                        confirm: Confirm, override_reason: str | None = None,
                        population: Population | None = None) -> Outcome:
-        review = self.review_change(proposed, origin=origin, context=context,
-                                    population=population)
-        conc = review.concentration
-        return self._apply(
-            "flex_program" if proposed.mode.value == "flex" else "dose_change", review, confirm,
-            override_reason,
-            [("program", {"prescription": proposed.to_dict(), "concentration": str(conc)})],
-            lambda s: program_differences(s, proposed, conc),
-        )
+        return self.change(pr.ProgramChange(proposed, context), confirm=confirm,
+                           override_reason=override_reason,
+                           patient=patient_for(origin, population),
+                           record_as="flex_program" if proposed.mode.value == "flex"
+                           else "dose_change")
 
     def change_dose(self, dose: McgPerDay, **kw: Any) -> Outcome:
         return self.change_program(Continuous(dose), **kw)
 
-    # ---- implant ---------------------------------------------------------------------------
+    # ---- implant, replacement --------------------------------------------------------------
     def implant(self, prescription: Prescription, *, product: str, concentration: McgPerMl,
                 volume: Milliliters, confirm: Confirm, origin: Origin,
                 override_reason: str | None = None,
                 population: Population | None = None) -> Outcome:
-        status = self.link.read_status()
-        if status.get("program") or status.get("running"):
-            raise RefusedOperation("this pump already holds a program: use dose change or "
-                                   "refill, not implant", code="not_new")
-        profile = self._profile(status)
-        prod = ch.product_for(self.library, product, concentration)
-        profile.check_volume(volume, "volume")
-        if volume.value <= 0:
-            raise InvalidInput("volume", str(volume), "more than 0 mL")
-        prog = review_program(None, None, prescription, concentration, profile, origin=origin,
-                              context=Context.TITRATION, population=population)
-        path = float(status["path_volume_ml"])
-        cath = default_catheter()
-        length = (path - profile.internal_volume.value) / cath.volume_ml_per_cm
-        prime = priming_bolus(profile, cath, length)
-        rows = list(prog.rows) + [
-            ch.row("product", "-", prod.name),
-            ch.row("fill volume", "-", f"{volume.value:g} mL of {concentration}"),
-            ch.row("priming bolus", "-", f"{prime.priming_volume.value:.4g} mL over "
-                   f"{prime.priming_duration.value * 60:.0f} min (pump path + catheter "
-                   f"{length:.0f} cm)"),
-        ]
-        review = ch.ChangeReview("implant", tuple(rows), prog.classification, prog.reason)
-        writes: list[tuple[str, dict[str, Any]]] = [
-            ("refill", {"volume": f"{volume.value!r} mL", "concentration": str(concentration)}),
-            ("program", {"prescription": prescription.to_dict(),
-                         "concentration": str(concentration)}),
-            ("start", {}),
-            ("priming_bolus", {"volume": f"{prime.priming_volume.value!r} mL",
-                               "duration": f"{prime.priming_duration.value!r} h"}),
-        ]
+        out = self.change(pr.Implant(prescription, product, concentration, volume),
+                          confirm=confirm, override_reason=override_reason,
+                          patient=patient_for(origin, population))
+        out.extra["priming"] = out.review.priming.to_dict() if out.review.priming else None
+        return out
 
-        def verify(s: dict[str, Any]) -> list[str]:
-            d = program_differences(s, prescription, concentration)
-            if s.get("state") != "running":
-                d.append(f"state: expected running, the pump reports {s.get('state')}")
-            d += volume_differences(status, s, profile, volume, "filled")
-            if not s.get("bolus_running_until"):
-                d.append("priming bolus: written, but the pump reports no bolus running")
-            return d
-
-        out = self._apply("implant", review, confirm, override_reason, writes, verify)
-        out.extra["projection"] = ig.projection(self.link.read_status())
+    def replacement(self, prescription: Prescription, *, product: str,
+                    concentration: McgPerMl, volume: Milliliters, confirm: Confirm,
+                    origin: Origin, new_catheter: bool = False,
+                    override_reason: str | None = None,
+                    population: Population | None = None) -> Outcome:
+        """Set up a replacement pump (this link's pump is the new one)."""
+        out = self.change(pr.Replacement(prescription, product, concentration, volume,
+                                         new_catheter), confirm=confirm,
+                          override_reason=override_reason,
+                          patient=patient_for(origin, population))
+        out.extra["priming"] = out.review.priming.to_dict() if out.review.priming else None
         return out
 
     # ---- refill ----------------------------------------------------------------------------
     def refill(self, *, withdrawn: Milliliters, product: str, concentration: McgPerMl,
                volume: Milliliters, confirm: Confirm, bridge: bool = True,
-               override_reason: str | None = None) -> Outcome:
-        status = self.link.read_status()
-        profile = self._profile(status)
-        prod = ch.product_for(self.library, product, concentration)
-        if volume.value <= 0:
-            raise InvalidInput("volume", str(volume), "more than 0 mL")
-        expected = Milliliters(max(0.0, float(status["reservoir_estimate_ml"])))
-        rows: list[ReviewRow] = []
-        # Discrepancy between what the pump expected to remain and what was withdrawn.
-        profile.check_volume(withdrawn, "withdrawn")
-        disc = check_discrepancy(profile, expected, withdrawn)
-        if disc.flagged:
-            check = (Classification.ABOVE_RECOMMENDED,
-                     f"withdrawn {withdrawn.value:g} mL vs expected {expected.value:.3g} mL: "
-                     f"difference {disc.difference_ml:+.2f} mL beyond {disc.threshold}; possible "
-                     f"causes: {'; '.join(disc.possible_causes)}; an override reason is required")
-        else:
-            check = (Classification.WITHIN, f"difference {disc.difference_ml:+.2f} mL within "
-                     f"{disc.threshold}")
-        rows.append(ch.row("withdrawn vs expected", f"{expected.value:.3g} mL expected",
-                           f"{withdrawn.value:g} mL withdrawn", check))
-        # Volume added: never beyond capacity.
-        if volume.value > profile.capacity.value + 1e-9:
-            vcheck = (Classification.ABOVE_ABSOLUTE, f"{volume.value:g} mL exceeds the "
-                      f"{profile.name} reservoir capacity of {profile.capacity}; refused")
-        else:
-            vcheck = (Classification.WITHIN, f"within the {profile.capacity} capacity")
-        rows.append(ch.row("reservoir volume", f"{expected.value:.3g} mL (estimate)",
-                           f"{volume.value:g} mL", vcheck))
-        old_v = status.get("reservoir_concentration_mcg_per_ml") or 0.0
-        rows.append(ch.row("drug", f"{old_v:g} mcg/mL" if old_v else "-",
-                           f"{prod.name} {concentration}"))
-        warnings: list[str] = []
-        writes: list[tuple[str, dict[str, Any]]] = [
-            ("refill", {"volume": f"{volume.value!r} mL", "concentration": str(concentration)})]
-        rx_doc = status.get("program")
-        new_rx = parse_prescription(rx_doc) if rx_doc else None
-        changed = old_v > 0 and abs(old_v - concentration.value) > 1e-9
-        bridge_plan: dict[str, Any] | None = None
-        if changed and new_rx is not None:
-            daily = McgPerDay(new_rx.daily_dose().value)
-            writes.append(("program", {"prescription": new_rx.to_dict(),
-                                       "concentration": str(concentration)}))
-            rows.append(ch.row("flow (24 h average)", f"{daily.value / old_v:.4g} mL/day",
-                               f"{daily.value / concentration.value:.4g} mL/day"))
-            cath = default_catheter()
-            length = ((float(status["path_volume_ml"]) - profile.internal_volume.value)
-                      / cath.volume_ml_per_cm)
-            b = bridge_bolus(profile, cath, length, McgPerMl(old_v), concentration, daily)
-            unbridged = (f"without a bridge the patient gets {b.unbridged_dose_error_pct:+.0f} % "
-                         f"of the dose for {b.unbridged_duration.value:.1f} h while the old drug "
-                         "leaves the catheter")
-            # One bolus lasts at most 24 h: a longer bridge pushes one day of the old flow and
-            # the rest of the path clears at the new flow (shown, and guarded if large).
-            hours = min(b.bridge_duration.value, MAX_BRIDGE_H)
-            volume_b = b.old_flow.value * hours / 24.0
-            residual = max(0.0, b.path_volume.value - volume_b)
-            running = bool(status.get("running"))
-            if bridge and hours >= 1 / 60 and running:
-                writes.append(("bridge_bolus", {"volume": f"{volume_b!r} mL",
-                                                "duration": f"{hours!r} h"}))
-                bridge_plan = {"volume_ml": volume_b, "duration_h": hours,
-                               "dose_mcg": volume_b * old_v, "unbridged_ml": residual}
-                bcheck: tuple[Classification, str] | None = None
-                if residual > RESIDUAL_SHARE * b.path_volume.value:
-                    bcheck = (Classification.ABOVE_RECOMMENDED,
-                             f"the bridge covers {volume_b:.3g} of {b.path_volume.value:.3g} mL "
-                             f"in 24 h; the rest reaches the tip at {b.unbridged_dose_error_pct:+.0f}"
-                             " % dose error; an override reason is required")
-                elif residual > 0:
-                    warnings.append(f"{residual:.3g} mL of the path is not bridged (bolus limit "
-                                    "24 h): a short dose dip or rise when it clears")
-                rows.append(ch.row("bridge bolus", "-", f"{volume_b:.4g} mL over {hours:.2f} h "
-                                   f"at the old flow ({volume_b * old_v:.4g} mcg of the old "
-                                   "drug)", bcheck))
-            else:
-                why = ("declined" if not bridge else "the pump is not running" if not running
-                       else "too short to give")
-                rows.append(ch.row("bridge bolus", "-", f"none ({why})",
-                                   (Classification.ABOVE_RECOMMENDED,
-                                    f"no bridge bolus ({why}): {unbridged}; an override reason "
-                                    "is required")))
-                warnings.append(unbridged)
-        elif changed:
-            warnings.append("no program in the pump: nothing to bridge")
-        review = ch.build("refill", rows, warnings)
-
-        def verify(s: dict[str, Any]) -> list[str]:
-            d: list[str] = []
-            if not _close(s.get("reservoir_concentration_mcg_per_ml"), concentration.value):
-                d.append(f"reservoir concentration: wrote {concentration}, the pump reports "
-                         f"{s.get('reservoir_concentration_mcg_per_ml')} mcg/mL")
-            d += volume_differences(status, s, profile, volume, "wrote")
-            if new_rx is not None and changed:
-                d += program_differences(s, new_rx, concentration)
-            if bridge_plan is not None and not s.get("bolus_running_until"):
-                d.append("bridge bolus: written, but the pump reports no bolus running")
-            return d
-
-        out = self._apply("refill", review, confirm, override_reason, writes, verify,
-                          {"discrepancy": {"expected_ml": expected.value,
-                                           "withdrawn_ml": withdrawn.value,
-                                           "difference_ml": disc.difference_ml,
-                                           "flagged": disc.flagged,
-                                           "possible_causes": list(disc.possible_causes)},
-                           "bridge": bridge_plan})
-        proj = ig.projection(self.link.read_status(), volume.value)
-        out.extra["projection"] = proj
+               override_reason: str | None = None, patient: PatientFacts | None = None
+               ) -> Outcome:
+        out = self.change(pr.Refill(withdrawn, product, concentration, volume, bridge),
+                          confirm=confirm, override_reason=override_reason, patient=patient)
+        rv = out.review
+        out.extra["discrepancy"] = rv.fact("discrepancy")
+        b = rv.bridge
+        # What was actually given (None: no concentration change, nothing to bridge).
+        out.extra["bridge"] = ({"volume_ml": b.volume_ml, "duration_h": b.duration_h,
+                                "dose_mcg": b.dose_mcg, "unbridged_ml": b.unbridged_ml,
+                                "given": b.given} if b is not None and b.given else None)
+        if b is not None and not b.given:
+            out.extra["bridge_declined"] = {"unbridged_ml": b.unbridged_ml}
+        proj = out.extra.get("projection")
         if proj is not None:
             out.extra["low_alarm_at"] = proj["low_alarm_at"]
             out.extra["refill_by"] = proj["refill_by"]
@@ -367,104 +366,29 @@ class Programmer:
 
     # ---- other settings --------------------------------------------------------------------
     def clinician_bolus(self, dose: Micrograms, duration: Hours, *, confirm: Confirm,
-                        override_reason: str | None = None) -> Outcome:
-        status = self.link.read_status()
-        conc = status.get("program_concentration_mcg_per_ml") or 0.0
-        if not status.get("running") or conc <= 0:
-            raise RefusedOperation("the pump must be running a program to give a bolus",
-                                   code="not_running")
-        rows = [ch.row("bolus dose", "-", f"{dose.value:g} mcg",
-                       ch.bolus_dose_check(self.library, dose)),
-                ch.row("bolus duration", "-", f"{duration.value * 60:.0f} min"),
-                ch.row("bolus volume", "-", f"{dose.value / conc:.4g} mL at {conc:g} mcg/mL")]
-        review = ch.build("clinician bolus", rows)
-        return self._apply(
-            "clinician_bolus", review, confirm, override_reason,
-            [("clinician_bolus", {"dose": f"{dose.value!r} mcg",
-                                  "duration": f"{duration.value!r} h"})],
-            lambda s: [] if s.get("bolus_running_until") else
-            ["bolus: written, but the pump reports no bolus running"])
+                        override_reason: str | None = None,
+                        patient: PatientFacts | None = None) -> Outcome:
+        return self.change(pr.ClinicianBolus(dose, duration), confirm=confirm,
+                           override_reason=override_reason, patient=patient)
 
     def set_low_alarm(self, threshold: Milliliters, *, confirm: Confirm,
                       override_reason: str | None = None) -> Outcome:
-        status = self.link.read_status()
-        profile = self._profile(status)
-        rows = [ch.row("low-reservoir alarm", f"{status['low_alarm_ml']:g} mL",
-                       f"{threshold.value:g} mL",
-                       ch.low_alarm_guardrail(profile).classify(threshold.value))]
-        review = ch.build("low-reservoir alarm", rows)
-        out = self._apply(
-            "low_alarm", review, confirm, override_reason,
-            [("set_low_alarm", {"threshold": f"{threshold.value!r} mL"})],
-            lambda s: [] if _close(s.get("low_alarm_ml"), threshold.value) else
-            [f"low alarm: wrote {threshold.value:g} mL, the pump reports {s.get('low_alarm_ml')}"])
-        out.extra["projection"] = ig.projection(self.link.read_status())
-        return out
+        return self.change(pr.LowAlarm(threshold), confirm=confirm,
+                           override_reason=override_reason, record_as="low_alarm")
 
     def set_patient_limits(self, *, dose: Micrograms, duration: Hours, lockout: Hours,
                            max_per_day: int, confirm: Confirm,
                            override_reason: str | None = None) -> Outcome:
-        status = self.link.read_status()
-        rx = status.get("program")
-        basal = parse_prescription(rx).daily_dose().value if rx else 0.0
-        cur = (status.get("patient_bolus") or {}).get("limits")
-        share = dose.value * max_per_day
-        rows = [
-            ch.row("dose per activation", f"{cur['dose_mcg']:g} mcg" if cur else "-",
-                   f"{dose.value:g} mcg", ch.bolus_dose_check(self.library, dose)),
-            ch.row("bolus duration", f"{cur['duration_s'] / 60:g} min" if cur else "-",
-                   f"{duration.value * 60:g} min"),
-            ch.row("lockout", f"{cur['lockout_s'] / 3600:g} h" if cur else "-",
-                   f"{lockout.value:g} h"),
-            ch.row("maximum per 24 h", str(cur["max_per_day"]) if cur else "-", str(max_per_day)),
-            ch.row("most a patient can add in 24 h", "-",
-                   f"{share:g} mcg ({share / basal * 100 if basal else 0:.0f} % of "
-                   f"{basal:g} mcg/day)", ch.patient_share_guardrail(basal).classify(share)),
-        ]
-        review = ch.build("patient bolus limits", rows)
-        want = {"dose_mcg": dose.value, "duration_s": round(duration.value * 3600),
-                "lockout_s": round(lockout.value * 3600), "max_per_day": max_per_day}
-
-        def verify(s: dict[str, Any]) -> list[str]:
-            got = (s.get("patient_bolus") or {}).get("limits") or {}
-            return [f"patient limits.{k}: wrote {v!r}, the pump reports {got.get(k)!r}"
-                    for k, v in want.items() if got.get(k) != v]
-
-        return self._apply(
-            "patient_limits", review, confirm, override_reason,
-            [("set_patient_limits", {"dose": f"{dose.value!r} mcg",
-                                     "duration": f"{duration.value!r} h",
-                                     "lockout": f"{lockout.value!r} h",
-                                     "max_per_day": max_per_day})], verify)
+        return self.change(pr.PatientLimits(dose, duration, lockout, max_per_day),
+                           confirm=confirm, override_reason=override_reason)
 
     def stop(self, *, confirm: Confirm, override_reason: str | None = None) -> Outcome:
-        """Stop infusion. Stopping baclofen risks withdrawal: a reason is always required."""
-        status = self.link.read_status()
-        if not status.get("running"):
-            raise RefusedOperation(f"the pump is already {status.get('state')}",
-                                   code="not_running")
-        review = ch.build("stop infusion", [ch.row(
-            "infusion", "running", "stopped",
-            (Classification.BELOW_RECOMMENDED, "stopping intrathecal baclofen risks withdrawal "
-             "(itching, fever, fast heart rate, rebound spasticity within 24-72 h); restart it "
-             "(for an MRI: `post-mri`); an override reason is required"))],
-            ["the pump gives nothing until it is started again"])
-        return self._apply("stop", review, confirm, override_reason, [("stop", {})],
-                           lambda s: [] if not s.get("running") else
-                           ["state: wrote stop, the pump reports running"])
+        """Stop infusion: a stop of therapy (withdrawal risk), physician only, with a reason."""
+        return self.change(pr.StopTherapy(), confirm=confirm, override_reason=override_reason,
+                           record_as="stop")
 
     def start(self, *, confirm: Confirm) -> Outcome:
-        status = self.link.read_status()
-        if status.get("running"):
-            raise RefusedOperation("the pump is already running", code="running")
-        if not status.get("program"):
-            raise RefusedOperation("no program in the pump: program it first", code="no_program")
-        review = ch.build("start infusion", [
-            ch.row("infusion", str(status.get("state")), "running"),
-            ch.row("program", str(status.get("program")), str(status.get("program")))])
-        return self._apply("start", review, confirm, None, [("start", {})],
-                           lambda s: [] if s.get("state") == "running" else
-                           [f"state: wrote start, the pump reports {s.get('state')}"])
+        return self.change(pr.StartTherapy(), confirm=confirm)
 
     def acknowledge_alarm(self, kind: str) -> dict[str, Any]:
         self.link.send("acknowledge_alarm", kind=kind)
@@ -494,13 +418,12 @@ class Programmer:
             result["message"] = ("not recovered: the rotor is still stalled or recovering "
                                  "(up to 24 h); check again later and watch for withdrawal")
         elif state == "stopped" and status.get("program") and restart:
-            review = ch.build("restart after MRI", [
-                ch.row("infusion", "stopped", "running"),
-                ch.row("program", str(status.get("program")), str(status.get("program")))],
-                ["the pump was stopped, likely for the scan; restarting resumes the program"])
-            self._apply("restart_after_mri", review, confirm, None, [("start", {})],
-                        lambda s: [] if s.get("state") == "running" else
-                        [f"state: expected running, the pump reports {s.get('state')}"])
+            snap = Snapshot(status, pump_state_from_status(status),
+                            history_from_report(status.get("history_24h")))
+            rv = self.review(pr.StartTherapy(), snapshot=snap)
+            if rv.refused:
+                rv.gate(confirmed=False)
+            self.apply(pr.StartTherapy(), token=rv.token, confirmed=bool(confirm(rv)))
             result.update(recovered=True, restarted=True,
                           message="the pump was stopped; infusion restarted and read back")
         else:

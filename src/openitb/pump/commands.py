@@ -35,6 +35,7 @@ class Stop:
 class ClinicianBolus:
     dose: Micrograms
     duration: Hours
+    by_patient: bool = False  # given for the patient therapy manager (logged as such)
 
 
 @dataclass(frozen=True)

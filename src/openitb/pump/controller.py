@@ -49,6 +49,7 @@ from openitb.pump.commands import (
 )
 from openitb.pump.eventlog import EventLog
 from openitb.pump.memory import MemoryCorrupted, MemoryPort
+from openitb.pump.status import PumpStatus
 from openitb.therapy.prescription import (
     DAY_S,
     Prescription,
@@ -60,6 +61,12 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 YEAR_S = 365.25 * DAY_S
 TELEMETRY_S_PER_COMMAND = 10  # radio time charged to the battery per programmer command (default)
 ENVIRONMENT = frozenset({"MriStart", "MriEnd", "PowerOnReset", "CatheterFault", "PocketFill"})
+READS = frozenset({"ReadStatus", "ReadLog"})
+HISTORY_MAX_ENTRIES = 48  # bounded: a status report must fit one telemetry frame
+# Event-log kinds -> history kinds the safety kernel reads (openitb.safety.history).
+HISTORY_KINDS = {"command_Program": "program", "command_ClinicianBolus": "bolus",
+                 "command_Stop": "stop", "command_Start": "start",
+                 "single_bolus_done": "delivery_ended"}
 
 
 def to_seconds(t: datetime) -> int:
@@ -138,6 +145,9 @@ class PumpController:
         self.tissue_mcg = 0.0
         self.alarms = AlarmBook()
         self.log = EventLog(log_capacity)
+        # Counts state-changing commands and events (never reads); a write may carry the
+        # version it expects (the precondition) and is refused when it no longer holds.
+        self.state_version = 0
         self.history: list[dict[str, Any]] = []  # (time, reservoir, delivered) samples per span
         self.record_history = False
         self._seg_cache: tuple[Any, float, list[tuple[int, int, Fraction]], float] | None = None
@@ -155,14 +165,14 @@ class PumpController:
         return to_datetime(self.t)
 
     @property
-    def state(self) -> str:
+    def state(self) -> PumpStatus:
         if self.eos:
-            return "end_of_service"
+            return PumpStatus.END_OF_SERVICE
         if self.stalled or self.recovery_until is not None or self.awaiting_interrogation:
-            return "motor_stall"
+            return PumpStatus.MOTOR_STALL
         if self.empty:
-            return "empty"
-        return "running" if self.running else "stopped"
+            return PumpStatus.EMPTY
+        return PumpStatus.RUNNING if self.running else PumpStatus.STOPPED
 
     @property
     def battery_remaining_uah(self) -> float:
@@ -360,7 +370,7 @@ class PumpController:
             return Response(False, f"unknown command {name}")
         if self.awaiting_interrogation and name not in ENVIRONMENT:
             self._resume_after_mri()  # any telemetry session is an interrogation
-        before = self.to_dict() if name not in ("ReadStatus", "ReadLog") else None
+        before = self.to_dict() if name not in READS else None
         try:
             resp: Response = method(command)
         except OpenITBError as exc:
@@ -370,10 +380,58 @@ class PumpController:
             return resp
         if name not in ENVIRONMENT:
             self.battery_used_uah += battery.telemetry_uah(self.profile, TELEMETRY_S_PER_COMMAND)
-        if name not in ("ReadStatus", "ReadLog"):
-            self._log(f"command_{name}", {"ok": resp.ok})
+        if name not in READS:
+            self.state_version += 1
+            self._log(f"command_{name}", {"ok": resp.ok, **_history_data(command)})
             self._persist({"op": "command", "name": name, "at": self.t})
         return resp
+
+    def check_version(self, expected: int | None) -> str | None:
+        """The precondition of a write: None if it holds (or none was given), else why not."""
+        if expected is None or expected == self.state_version:
+            return None
+        return (f"the pump's state changed since it was read (state version {self.state_version}"
+                f", expected {expected}): interrogate and review again; nothing was written")
+
+    def bump_version(self) -> None:
+        """A state change made outside ``handle`` (the service's patient-bolus book)."""
+        self.state_version += 1
+
+    def recent_history(self, hours: float = 24.0, limit: int = HISTORY_MAX_ENTRIES
+                       ) -> dict[str, Any]:
+        """Programs, boluses, stops and starts of the last ``hours`` from the event log, with
+        the program in force before them; at most ``limit`` entries (the newest), bounded."""
+        since = self.t - round(hours * 3600)
+        picked: list[dict[str, Any]] = []
+        before: float | None = None
+        found_before = False
+        for e in reversed(self.log.entries):
+            kind = HISTORY_KINDS.get(e["kind"])
+            if kind is None:
+                continue
+            at = to_seconds(datetime.fromisoformat(e["at"]))
+            d = e.get("data") or {}
+            if at < since:
+                if kind == "program" and "daily_mcg" in d:
+                    before = float(d["daily_mcg"]) if d.get("repeats", True) else 0.0
+                    found_before = True
+                    break
+                continue
+            entry: dict[str, Any] = {"at": e["at"], "kind": kind}
+            if kind == "program":
+                if "daily_mcg" not in d:
+                    continue
+                entry.update(daily_mcg=d["daily_mcg"], repeats=d.get("repeats", True))
+            elif kind == "bolus":
+                if "dose_mcg" not in d:
+                    continue
+                entry.update(dose_mcg=d["dose_mcg"], by_patient=d.get("by_patient", False))
+            picked.append(entry)
+        truncated = len(picked) > limit or (not found_before and self.log.dropped > 0)
+        picked = picked[:limit]
+        picked.reverse()
+        return {"since": iso(since), "hours": hours, "entries": picked,
+                "in_force_before": before, "truncated": truncated}
 
     def _refuse_if_eos(self) -> Response | None:
         return Response(False, "end of service: the pump no longer infuses") if self.eos else None
@@ -579,10 +637,38 @@ class PumpController:
         age_left = (self.born + self.profile.max_service_years * YEAR_S - self.t) / DAY_S
         return max(0.0, min(days, age_left))
 
+    def status_report(self) -> dict[str, Any]:
+        """The pump's status in the wire's vocabulary (``read_status`` adds the serial and the
+        patient-bolus book): what the safety kernel's ``pump_state_from_status`` reads."""
+        s = self.status()
+        return {
+            "profile": self.profile.name,
+            "capacity_ml": self.profile.capacity.value,
+            "time": s["time"],
+            "pump_clock": (self.now + timedelta(seconds=self.clock_offset)).isoformat(),
+            "state": s["state"],
+            "running": self.running,
+            "state_version": self.state_version,
+            "reservoir_estimate_ml": s["reservoir_estimate_ml"],
+            "reservoir_concentration_mcg_per_ml": s["reservoir_concentration"],
+            "program": s["program"],
+            "program_concentration_mcg_per_ml": self.program_conc if self.prescription else None,
+            "bolus_running_until": iso(self.bolus[1]) if self.bolus else None,
+            "low_alarm_ml": s["low_alarm_ml"],
+            "tone": s["tone"],
+            "alarms": s["alarms"],
+            "battery_days_left": s["battery_days_left"],
+            "eri_days": self.profile.eri_days,
+            "path_volume_ml": self.catheter.volume_nl / 1e6,
+            "internal_volume_ml": self.profile.internal_volume.value,
+            "mri_resume": self.profile.mri_resume,
+            "history_24h": self.recent_history(24.0),
+        }
+
     def status(self) -> dict[str, Any]:
         return {
             "time": self.now.isoformat(),
-            "state": self.state,
+            "state": self.state.value,
             "reservoir_ml": self.reservoir_true_nl / 1e6,
             "reservoir_estimate_ml": self.reservoir_estimate_nl / 1e6,
             "reservoir_concentration": self.reservoir_conc,
@@ -638,6 +724,7 @@ class PumpController:
             "delivered_nl": self.delivered_nl, "delivered_mcg": self.delivered_mcg,
             "tissue_nl": self.tissue_nl, "tissue_mcg": self.tissue_mcg,
             "alarms": self.alarms.to_list(), "log": self.log.to_dict(),
+            "state_version": self.state_version,
         }
 
     def _restore_from(self, d: dict[str, Any]) -> None:
@@ -662,6 +749,7 @@ class PumpController:
         self.tissue_nl, self.tissue_mcg = d["tissue_nl"], d["tissue_mcg"]
         self.alarms = AlarmBook.from_list(d["alarms"])
         self.log = EventLog.from_dict(d["log"])
+        self.state_version = int(d.get("state_version", 0))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], profile: PumpProfile | None = None,
@@ -685,6 +773,17 @@ class PumpController:
             c = cls(p, now, memory=memory)
             c._raise("memory_error", c.t, f"memory corrupted: {exc}")
             return c
+
+
+def _history_data(command: Command) -> dict[str, Any]:
+    """What the event log keeps of a command for the safety kernel's 24 h history."""
+    if isinstance(command, Program):
+        p = command.prescription
+        return {"daily_mcg": p.daily_dose().value, "repeats": p.repeats_daily,
+                "mode": p.mode.value}
+    if isinstance(command, ClinicianBolus):
+        return {"dose_mcg": command.dose.value, "by_patient": command.by_patient}
+    return {}
 
 
 def zero_error_pump(profile: PumpProfile | str, now: datetime, **kw: Any) -> PumpController:

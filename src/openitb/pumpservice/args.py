@@ -84,6 +84,17 @@ def prescription(value: Any, name: str) -> Prescription:
         raise bad(name, value, f"a valid prescription ({exc})") from None
 
 
+# Every write may carry the pump state version its review saw; the pump refuses the write
+# (``precondition_failed``) when the version no longer matches. Additive: absent means none.
+PRECONDITION = "expect_version"
+
+
+def precondition(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+        raise bad(name, value, "the pump's state version from read_status (a whole number)")
+    return value
+
+
 def validate(args: Mapping[str, Any], schema: Mapping[str, tuple[Parser, bool]],
              command: str) -> dict[str, Any]:
     """Check ``args`` against ``schema`` (name -> (parser, required)); unknown names refused."""

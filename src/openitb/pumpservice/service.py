@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from openitb.pump import commands as cmd
@@ -30,7 +30,7 @@ from openitb.units import Hours, McgPerMl, Micrograms, Milliliters
 Clock = Callable[[], datetime]
 Handler = Callable[[Role, dict[str, Any]], dict[str, Any]]
 
-READS = frozenset({"read_status", "read_log"})
+READS = frozenset({"read_status", "read_log", "read_history"})
 ALARM_KINDS = ("low_reservoir", "eri", "empty_reservoir", "end_of_service", "motor_stall",
                "memory_error")
 
@@ -73,6 +73,7 @@ class PumpService:
         q = a.quantity
         self._table: dict[str, tuple[dict[str, tuple[a.Parser, bool]], Handler]] = {
             "read_status": ({}, self._read_status),
+            "read_history": ({"hours": (a.integer(1, 168), False)}, self._read_history),
             "read_log": ({"page": (a.integer(0, 10_000), False),
                           "page_size": (a.integer(1, 200), False),
                           "last": (a.integer(1, 200), False)}, self._read_log),
@@ -117,10 +118,17 @@ class PumpService:
         if name == "patient_bolus" and role is not Role.PATIENT:
             raise CommandError("forbidden_role", "patient_bolus is for the patient therapy "
                                "manager; the clinician programmer gives clinician_bolus")
+        expect: int | None = None
+        if name not in READS and a.PRECONDITION in args:
+            args = dict(args)
+            expect = a.precondition(args.pop(a.PRECONDITION), a.PRECONDITION)
         checked = a.validate(args, schema, name)
         with self.lock:
             self._catch_up()
             self.commands_served += 1
+            why = self.pump.check_version(expect)
+            if why is not None:
+                raise CommandError("precondition_failed", why)
             try:
                 result = handler(role, checked)
             except CommandError:
@@ -132,6 +140,9 @@ class PumpService:
             if name in READS:
                 # The controller does not persist reads, but they draw on the battery.
                 self.pump.advance(self.pump.now)
+            else:
+                # The writer chains its next precondition on this (one write, one version).
+                result = {**result, "state_version": self.pump.state_version}
             return result
 
     def inject(self, event: cmd.Command) -> dict[str, Any]:
@@ -181,32 +192,14 @@ class PumpService:
         return self.status(resumed_after_mri=resumed)
 
     def status(self, *, resumed_after_mri: bool = False) -> dict[str, Any]:
+        """The wire status: the controller's ``status_report`` (one vocabulary, with the state
+        version and the 24 h history) plus the serial and the patient-bolus book."""
         p = self.pump
-        s = p.status()
-        pump_clock = p.now + timedelta(seconds=p.clock_offset)
         now_s = p.t
         nxt = self.book.next_allowed(now_s)
         return {
             "serial": self.serial,
-            "profile": p.profile.name,
-            "capacity_ml": p.profile.capacity.value,
-            "time": s["time"],
-            "pump_clock": pump_clock.isoformat(),
-            "state": s["state"],
-            "running": p.running,
-            "reservoir_estimate_ml": s["reservoir_estimate_ml"],
-            "reservoir_concentration_mcg_per_ml": s["reservoir_concentration"],
-            "program": s["program"],
-            "program_concentration_mcg_per_ml": p.program_conc if p.prescription else None,
-            "bolus_running_until": iso(p.bolus[1]) if p.bolus else None,
-            "low_alarm_ml": s["low_alarm_ml"],
-            "tone": s["tone"],
-            "alarms": s["alarms"],
-            "battery_days_left": s["battery_days_left"],
-            "eri_days": p.profile.eri_days,
-            "path_volume_ml": p.catheter.volume_nl / 1e6,
-            "internal_volume_ml": p.profile.internal_volume.value,
-            "mri_resume": p.profile.mri_resume,
+            **p.status_report(),
             "resumed_after_mri": resumed_after_mri,
             "patient_bolus": {
                 "limits": self.book.limits.to_dict() if self.book.limits else None,
@@ -214,6 +207,10 @@ class PumpService:
                 "next_allowed": iso(nxt) if nxt is not None else None,
             },
         }
+
+    def _read_history(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        """Programs and boluses of the last ``hours`` (1 to 168), at most 48 entries."""
+        return self.pump.recent_history(float(args.get("hours", 24)))
 
     def _read_log(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
         log = self.pump.log
@@ -264,6 +261,7 @@ class PumpService:
             raise CommandError("bad_argument", str(exc)) from None
         self.book = PatientBolusBook(limits, list(self.book.activations))
         self._save_book(self.book)
+        self.pump.bump_version()
         self._log("patient_limits_set", limits.to_dict())
         self.pump.advance(self.pump.now)  # persist the log entry
         return {"limits": limits.to_dict()}
@@ -271,6 +269,7 @@ class PumpService:
     def _disable_patient_bolus(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
         self.book = PatientBolusBook(None, list(self.book.activations))
         self._save_book(self.book)
+        self.pump.bump_version()
         self._log("patient_bolus_disabled", {})
         self.pump.advance(self.pump.now)
         return {"limits": None}
@@ -289,7 +288,7 @@ class PumpService:
         self.book.record(now_s)
         self._save_book(self.book)
         r = self.pump.handle(cmd.ClinicianBolus(Micrograms(limits.dose_mcg),
-                                                Hours(limits.duration_s / 3600)))
+                                                Hours(limits.duration_s / 3600), by_patient=True))
         if not r.ok:
             self.book.forget(now_s)
             self._save_book(self.book)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from openitb.drugs import Context, DrugLibrary, Origin, Population, load_library
+from openitb.drugs import ChangeLimit, Context, DrugLibrary, Origin, Population, load_library
 from openitb.errors import InvalidInput
 from openitb.therapy.prescription import Prescription
 from openitb.units import McgPerDay
@@ -97,6 +97,7 @@ def check_change(
     *,
     population: Population | None = None,
     library: DrugLibrary | None = None,
+    limit: ChangeLimit | None = None,
 ) -> ChangeCheck:
     """Classify a change of daily dose against the step limit and the daily-dose bounds.
 
@@ -107,8 +108,8 @@ def check_change(
     lib = library or load_library()
     if current.value <= 0:
         raise InvalidInput("current", str(current), "a current daily dose above 0 mcg/day")
-    limit = lib.change_limit(origin, context)
     pop = population or Population(origin.value)
+    limit = limit or lib.change_limit_for(pop, origin, context)
     daily = lib.bounds(pop)
     f = lib.absolute_step_factor
     c = current.value
@@ -126,7 +127,8 @@ def check_change(
     rec_lo, rec_hi, abs_lo, abs_hi = (_tidy(x) for x in (rec_lo, rec_hi, abs_lo, abs_hi))
     p = proposed.value
     pct = (p - c) / c * 100.0
-    step = f"{origin.value} {context.value}"
+    step = (f"{origin.value} {context.value}" if pop is not Population.PEDIATRIC
+            else f"pediatric {context.value}")
     label_step = (
         f"+{limit.increase_min * 100:g} to {limit.increase_max * 100:g} % or "
         f"-{limit.decrease_max * 100:g} % per 24 h"

@@ -17,11 +17,18 @@ DEFAULT_MAS_RESPONSE_POINTS = 1.0
 
 
 def screening_schedule(
-    start: datetime, library: DrugLibrary | None = None
+    start: datetime, library: DrugLibrary | None = None, *, weight_kg: float | None = None
 ) -> list[tuple[datetime, Micrograms]]:
+    """The screening boluses 24 h apart. A very small child (below the library's weight,
+    drugs.toml ``small_child_weight_below_kg``, (R)) is first tried at the label's smaller
+    screening dose (25 mcg), then the usual 50, 75, 100 mcg."""
     lib = library or load_library()
     step = timedelta(hours=lib.screening_interval_hours)
-    return [(start + i * step, dose) for i, dose in enumerate(lib.screening_doses)]
+    doses = list(lib.screening_doses)
+    first = lib.first_screening_dose(weight_kg)
+    if first.value < doses[0].value:
+        doses.insert(0, first)
+    return [(start + i * step, dose) for i, dose in enumerate(doses)]
 
 
 @dataclass(frozen=True)

@@ -110,9 +110,10 @@ def test_flex_review_shows_each_step_per_hour_and_per_day() -> None:
 def test_flex_steps_per_hour_everywhere_refused() -> None:
     service, clock, prog, _ = implanted()
     flex = Flex((FlexStep(0, McgPerDay(2400)), FlexStep(12 * 3600, McgPerDay(2400))))
-    with pytest.raises(InvalidInput) as exc:
+    # The kernel refuses it (a Review with decision refused), no longer an input error.
+    with pytest.raises(RefusedOperation) as exc:
         prog.change_program(flex, confirm=yes, origin=Origin.SPINAL, context=Context.TITRATION)
-    assert "not mcg per hour" in str(exc.value)
+    assert exc.value.code == "guardrail_absolute" and "not mcg per hour" in str(exc.value)
     assert service.pump.prescription == Continuous(McgPerDay(400))
 
 
