@@ -11,10 +11,25 @@ from sqlalchemy.orm import Session
 
 from openitb.clinic.uow import Actor, Forbidden, UnitOfWork, snapshot
 from openitb.errors import InvalidInput, RefusedOperation
+from openitb.safety import load_permissions
+from openitb.therapy.guardrails import Classification
 from openitb.store.models import User
 
 ROLES = ("physician", "nurse", "patient", "admin")
 STAFF = frozenset({"physician", "nurse"})
+
+
+def _kernel(action: str) -> frozenset[str]:
+    """Who may propose a change to a pump: the safety kernel's permission table
+    (data/roles.toml), the one place it is written; the kernel applies it again on confirm."""
+    return frozenset(r.value for r in load_permissions().by_action.get(action, frozenset()))
+
+
+def _kernel_override() -> frozenset[str]:
+    """Who may confirm beyond the recommended bounds (with a reason), from the same table."""
+    return frozenset(r.value for r in
+                     load_permissions().by_classification[Classification.ABOVE_RECOMMENDED])
+
 
 # Which roles may do what. Patients reach only their own record (checked per use case).
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -23,13 +38,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "edit_patient": STAFF,                     # register, edit demographics and risk factors
     "checklist": STAFF,
     "screening": frozenset({"physician"}),
-    "implant": frozenset({"physician"}),
-    "program": STAFF,                          # beyond recommended bounds: physician only
-    "override": frozenset({"physician"}),
-    "refill": STAFF,
+    "implant": _kernel("implant"),
+    "program": _kernel("program"),             # beyond recommended bounds: see "override"
+    "override": _kernel_override(),
+    "refill": _kernel("refill"),
     "acknowledge": STAFF,
     "mri": STAFF,
-    "replacement": frozenset({"physician"}),
+    "replacement": _kernel("replacement"),
     "clock": frozenset({"physician", "nurse", "admin"}),
     "accounts": frozenset({"admin"}),
     "audit": frozenset({"admin"}),
@@ -54,12 +69,6 @@ def require(actor: Actor, permission: str, uow: UnitOfWork | None = None) -> Non
         uow.action = uow.action or permission
     if actor.role not in PERMISSIONS[permission]:
         raise Forbidden(f"not allowed for the {actor.role} role: {ACTIONS.get(permission, permission)}")
-
-
-def may_override(actor: Actor) -> bool:
-    """Whether the actor's role may confirm a change beyond the recommended bounds (with a
-    reason): the "override" row of the permission table, the one place the clinic reads it."""
-    return actor.role in PERMISSIONS["override"]
 
 
 def require_patient_access(actor: Actor, patient_id: int) -> None:

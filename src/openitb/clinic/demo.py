@@ -129,7 +129,7 @@ def seed_demo(clinic: Clinic, today: datetime = TODAY) -> list[DemoLogin]:
         def go(u: UnitOfWork) -> None:
             review = services.refill_review(u, ids[key], {
                 "withdrawn_ml": 0, "volume_ml": volume, "concentration": conc})
-            expected = review.extra["discrepancy"]["expected_ml"]
+            expected = review.fact("discrepancy")["expected_ml"]
             fields = {"withdrawn_ml": max(0.0, round(expected - 0.2, 1)), "volume_ml": volume,
                       "concentration": conc}
             review = services.refill_review(u, ids[key], fields)

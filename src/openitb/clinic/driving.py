@@ -1,125 +1,95 @@
-"""The clinic drives a pump through the programmer's workflows, over one session.
+"""The clinic drives a pump through the programmer on the safety kernel, one session per use case.
 
-:class:`ClinicProgrammer` is the programmer (:class:`~openitb.programmer.workflows.Programmer`)
-with its one write path (``_apply``) bound to a review:
-
-* in review mode it stops before the gate and returns the review, the exact commands it would
-  write and their plan (nothing is written, only the status was read);
-* in confirm mode it recomputes the same review against the pump as it is now, and refuses with
-  409 "changed since your review: review again" when the token of what would be written and of
-  the pump state differs from the token the clinician confirmed; then the actor's role is
-  checked, then the programmer's own gate (confirmation, override reason, absolute bounds).
-
-This is a thin adapter: the rules are the programmer's (and the kernel's once it lands).
+A review is the kernel's (:func:`openitb.safety.review` through
+:meth:`~openitb.programmer.workflows.Programmer.review`): it only reads the pump. A confirm is
+the programmer's :meth:`~openitb.programmer.workflows.Programmer.apply` with the review's token:
+it re-reads the pump, rebuilds the review, refuses a different token ("changed since your
+review: review again", 409 here), passes the kernel's gate (role from the permission table,
+confirmation, override reason), writes exactly the review's commands with their preconditions
+and reads back. The clinic has no rules of its own: this module only translates the clinic's
+actor and patient into the kernel's, and the kernel's refusal codes into the clinic's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
-from openitb.clinic.review_binding import check_token, review_token
+from openitb.clinic.pumps import PumpSession
+from openitb.clinic.review_binding import ChangedSinceReview
+from openitb.clinic.uow import Actor, Forbidden
 from openitb.errors import RefusedOperation
-from openitb.programmer.link import PumpLink
-from openitb.programmer.workflows import AnyReview, Confirm, Outcome, Programmer
+from openitb.programmer.workflows import Outcome, Programmer
+from openitb.safety import Actor as KernelActor
+from openitb.safety import PatientFacts, Review, parse_role
+from openitb.safety import proposals as pr
+from openitb.store.models import Patient
 
 
 @dataclass(frozen=True)
 class Planned:
-    """A review as the clinic shows it: the programmer's review, what would be written, the
-    pump status it was computed from, and its token."""
+    """A review as the clinic shows it: the kernel's review, the pump status it was computed
+    from, the token the confirm must send, and what the write gave (``extra``)."""
 
     kind: str
-    review: AnyReview
-    commands: list[tuple[str, dict[str, Any]]]
+    review: Review
     status: dict[str, Any]
     token: str
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def rows(self) -> Any:
-        return self.review.rows
-
-    @property
-    def classification(self) -> Any:
-        return self.review.classification
-
-    @property
-    def reason(self) -> str:
-        return self.review.reason
-
-    @property
-    def refused(self) -> bool:
-        return self.review.refused
-
-    @property
-    def needs_override(self) -> bool:
-        return self.review.needs_override
-
-    @property
-    def warnings(self) -> tuple[str, ...]:
-        return tuple(getattr(self.review, "warnings", ()))
+    def commands(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(c.name, c.arguments) for c in self.review.commands]
 
     def __getattr__(self, name: str) -> Any:
-        """Anything else of the programmer's review (e.g. ``proposed``, ``concentration``)."""
+        """Anything else of the kernel's review (rows, verdicts, classification, warnings...)."""
         if name.startswith("__") or name == "review":
             raise AttributeError(name)
         return getattr(self.review, name)
 
 
-class _Reviewed(Exception):
-    def __init__(self, planned: Planned) -> None:
-        self.planned = planned
+def kernel_actor(actor: Actor) -> KernelActor:
+    return KernelActor(parse_role(actor.role), actor.username)
 
 
-def token_of(kind: str, commands: list[tuple[str, dict[str, Any]]], status: dict[str, Any],
-             review: AnyReview) -> str:
-    verdict = {"classification": review.classification.value,
-               "rows": [(r.field, r.proposed, r.classification.value if r.classification
-                         else None) for r in review.rows]}
-    return review_token(kind, commands, status, verdict)
+def patient_facts(p: Patient, today: date) -> PatientFacts:
+    age = (today - p.birth_date).days / 365.25
+    return PatientFacts(p.origin, child=p.population == "pediatric", weight_kg=p.weight_kg,
+                        age_years=min(max(age, 0.0), 130.0))
 
 
-class ClinicProgrammer(Programmer):
-    """``token=None``: review only. Otherwise confirm the review that had this token."""
-
-    def __init__(self, link: PumpLink, kind: str, *, token: str | None = None,
-                 may_override: Callable[[AnyReview], None] | None = None) -> None:
-        super().__init__(link)
-        self.kind = kind
-        self.token = token
-        self.may_override = may_override
-        self.planned: Planned | None = None
-
-    def _apply(self, action: str, review: AnyReview, confirm: Confirm,
-               override_reason: str | None, writes: list[tuple[str, dict[str, Any]]],
-               verify: Callable[[dict[str, Any]], list[str]],
-               extra: dict[str, Any] | None = None) -> Outcome:
-        status = dict(getattr(self.link, "last_status", None) or {})
-        token = token_of(self.kind, writes, status, review)
-        planned = Planned(self.kind, review, list(writes), status, token, dict(extra or {}))
-        if self.token is None:
-            raise _Reviewed(planned)
-        check_token(self.token, token)
-        self.planned = planned
-        if self.may_override is not None and not review.refused:
-            self.may_override(review)
-        return super()._apply(action, review, confirm, override_reason, writes, verify, extra)
+def programmer(s: PumpSession, actor: Actor, patient: PatientFacts) -> Programmer:
+    return Programmer(s.link, actor=kernel_actor(actor), patient=patient)
 
 
-def plan(run: Callable[[ClinicProgrammer], Any], programmer: ClinicProgrammer) -> Planned:
-    """Run a workflow in review mode: what it would write, nothing written."""
+def review_on(s: PumpSession, kind: str, proposal: pr.Proposal, actor: Actor,
+              patient: PatientFacts) -> Planned:
+    """The kernel's review of ``proposal`` on the session's pump (one read, nothing written)."""
+    rv = programmer(s, actor, patient).review(proposal)
+    return Planned(kind, rv, dict(s.last_status or {}), rv.token)
+
+
+def apply_on(s: PumpSession, kind: str, proposal: pr.Proposal, actor: Actor,
+             patient: PatientFacts, token: str, *, confirmed: bool,
+             override_reason: str | None) -> tuple[Planned, Outcome]:
+    """Write what the review with ``token`` showed (the programmer's apply), or nothing."""
     try:
-        run(programmer)
-    except _Reviewed as done:
-        return done.planned
-    raise RefusedOperation("the workflow wrote without a review", code="internal")
+        out = programmer(s, actor, patient).apply(
+            proposal, token=token, confirmed=confirmed, override_reason=override_reason)
+    except RefusedOperation as exc:
+        raise clinic_refusal(exc) from None
+    return Planned(kind, out.review, dict(s.last_status or {}), out.review.token,
+                   dict(out.extra)), out
 
 
-def plan_of(programmer: ClinicProgrammer, outcome: Outcome) -> Planned:
-    """The review a confirmed workflow wrote (with the outcome's plan, e.g. the bridge given)."""
-    assert programmer.planned is not None, "confirmed without a review"
-    planned = programmer.planned
-    planned.extra.update(outcome.extra)
-    return planned
+def clinic_refusal(exc: RefusedOperation) -> RefusedOperation:
+    """The kernel's codes as the clinic answers them: a stale review is a conflict (409), a
+    role that may not confirm is forbidden (403); the rest as they are (422)."""
+    if exc.code in ("stale_review", "precondition_failed"):
+        return ChangedSinceReview(exc.reason.split("; nothing was written")[0]
+                                  .removeprefix("changed since your review: review again")
+                                  .strip(" ():;"))
+    if exc.code == "forbidden_role":
+        return Forbidden(exc.reason)
+    return exc

@@ -112,21 +112,11 @@ class DirectClient:
         pass
 
 
-class ClinicLink(PumpLink):
-    """The programmer's link that remembers the last status it read."""
-
-    last_status: dict[str, Any] | None = None
-
-    def read_status(self) -> dict[str, Any]:
-        self.last_status = super().read_status()
-        return self.last_status
-
-
 class PumpSession:
     """One use case's session to one pump."""
 
     def __init__(self, record: PumpRecord, controller: PumpController, service: PumpService,
-                 link: ClinicLink, clock: Clock) -> None:
+                 link: PumpLink, clock: Clock) -> None:
         self.record = record
         self.controller = controller
         self.service = service
@@ -203,7 +193,7 @@ class PumpGateway:
         client, frames = self._client(service, record.serial)
         rec = SessionRecord(who=self.who, role=Role.CLINICIAN.value, pump=record.serial,
                             started=clock.now.isoformat())
-        link = ClinicLink(cast(ProgrammerClient, _CountingClient(client, self.counters)), rec, clock)
+        link = PumpLink(cast(ProgrammerClient, _CountingClient(client, self.counters)), rec, clock)
         service.advance()  # the pump runs on its own up to now, whether or not it is called
         served = service.commands_served
         s = PumpSession(record, controller, service, link, clock)

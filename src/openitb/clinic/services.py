@@ -4,28 +4,26 @@ given and what is allowed), and writes an audit entry (before and after) for eac
 
 from __future__ import annotations
 
-import math
 import re
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
-from openitb.clinic.accounts import may_override, require, require_patient_access
+from openitb.clinic.accounts import require, require_patient_access
 from openitb.clinic.clock import set_demo_clock
-from openitb.clinic.driving import ClinicProgrammer, Planned, plan, plan_of, token_of
+from openitb.clinic.driving import Planned, apply_on, patient_facts, review_on
 from openitb.clinic.pumps import PumpGateway, PumpReading
-from openitb.clinic.review_binding import ChangedSinceReview, check_token, pump_fingerprint
+from openitb.clinic.review_binding import ChangedSinceReview, review_token
 from openitb.clinic.uow import Conflict, UnitOfWork, snapshot
 from openitb.devices import get_pump, load_catalog
-from openitb.drugs import Context, Origin, Population, load_library
+from openitb.drugs import Context, Origin, load_library
 from openitb.errors import InvalidInput, RefusedOperation
-from openitb.programmer import changes as ch
-from openitb.programmer.review import review_program
-from openitb.programmer.workflows import program_differences
 from openitb.pump.alarms import CRITICAL
+from openitb.safety import proposals as sp
+from openitb.safety.rules import stop_rule
 from openitb.store.models import (
     Alarm,
     MriRecord,
@@ -37,7 +35,7 @@ from openitb.store.models import (
     Visit,
 )
 from openitb.therapy.prescription import Continuous, Prescription, parse_prescription
-from openitb.therapy.refill import DEFAULT_MAX_INTERVAL_DAYS, priming_bolus, project_refill
+from openitb.therapy.refill import DEFAULT_MAX_INTERVAL_DAYS, project_refill
 from openitb.therapy.screening import ScreeningDose, evaluate_screening
 from openitb.units import McgPerDay, McgPerMl, Micrograms, Milliliters
 
@@ -258,6 +256,8 @@ def record_screening(uow: UnitOfWork, patient_id: object, doses: Sequence[Mappin
 
 
 # ---- pumps -----------------------------------------------------------------------------------
+# Every change to a pump is reviewed by the safety kernel and written by the programmer, over one
+# session (clinic/driving.py); the clinic only validates its forms and keeps its records.
 def active_pump(uow: UnitOfWork, patient: Patient) -> Pump:
     pump = uow.session.scalar(select(Pump).where(Pump.patient_id == patient.id, Pump.active))
     if pump is None:
@@ -272,15 +272,41 @@ def _gateway(uow: UnitOfWork) -> PumpGateway:
     return gateway
 
 
-def _may_override(uow: UnitOfWork, what: str) -> Callable[[Any], None]:
-    """The role rule of the chain: beyond the recommended bounds only a role that may override
-    (the permission table in accounts.py), with a reason."""
+def _token(fields: Mapping[str, Any]) -> str:
+    """The review token the confirm sends (checked against the review recomputed now)."""
+    raw = fields.get("review_token")
+    text = "" if raw is None else str(raw).strip()
+    if not text:
+        raise ChangedSinceReview("no review token was sent: review first")
+    return text[:100]
 
-    def check(review: Any) -> None:
-        if review.needs_override and not may_override(uow.actor):
-            raise RefusedOperation(f"{review.reason}: only a physician may {what} beyond the "
-                                   "recommended bounds", code="forbidden")
-    return check
+
+def _confirm_args(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {"confirmed": _flag(fields, "confirmed"),
+            "override_reason": _text(fields, "override_reason", max_len=2000,
+                                     required=False) or None}
+
+
+def _drive(uow: UnitOfWork, pump: Pump, kind: str, proposal: Any, p: Patient,
+           fields: Mapping[str, Any], token: str | None
+           ) -> tuple[Planned, Any, PumpReading | None]:
+    """Review (``token`` None: one read, nothing stored) or apply what the review with this
+    token showed, in ONE session to the pump; the snapshot is stored only after the write."""
+    facts = patient_facts(p, uow.now.date())
+    with _gateway(uow).session(pump, uow.now) as s:
+        if token is None:
+            return review_on(s, kind, proposal, uow.actor, facts), None, None
+        done, outcome = apply_on(s, kind, proposal, uow.actor, facts, token,
+                                 **_confirm_args(fields))
+        s.commit()
+        return done, outcome, s.reading()
+
+
+def _product(conc: McgPerMl, compounded: bool = False) -> str:
+    """The library product that comes in this concentration (a compounded one: the drug)."""
+    lib = load_library()
+    names = lib.check_concentration(conc, compounded=compounded).products
+    return names[0] if names else lib.products[0].name
 
 
 def _new_pump_values(uow: UnitOfWork, p: Patient, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -294,15 +320,13 @@ def _new_pump_values(uow: UnitOfWork, p: Patient, fields: Mapping[str, Any]) -> 
     serial = _serial(uow, fields)
     volume = Milliliters(_number(fields, "volume_ml", 0.5, profile.capacity.value, "mL"))
     conc = McgPerMl(_number(fields, "concentration", 1, 5000, "mcg/mL"))
-    load_library().check_concentration(conc)
     screening = uow.session.scalar(select(Screening).where(
         Screening.patient_id == p.id, Screening.responder).order_by(Screening.id.desc()))
     default_dose = screening.first_dose_per_day if screening else None
     dose_raw = fields.get("dose_per_day") or default_dose
     dose = McgPerDay(_number({"dose_per_day": dose_raw}, "dose_per_day", 1, 2000, "mcg/day"))
-    return {"profile_name": profile_name, "profile": profile, "catheter": catheter,
-            "length": length, "tip": tip, "serial": serial, "volume": volume, "conc": conc,
-            "prescription": Continuous(dose)}
+    return {"profile_name": profile_name, "catheter": catheter, "length": length, "tip": tip,
+            "serial": serial, "volume": volume, "conc": conc, "prescription": Continuous(dose)}
 
 
 def _serial(uow: UnitOfWork, fields: Mapping[str, Any]) -> str:
@@ -322,88 +346,6 @@ def _new_pump(uow: UnitOfWork, p: Patient, v: Mapping[str, Any]) -> Pump:
     return pump
 
 
-def _new_pump_commands(v: Mapping[str, Any], prime_volume: Milliliters,
-                      ) -> list[tuple[str, dict[str, Any]]]:
-    """Fill, program, start and prime a new pump. At the bolus flow limit exactly the pump's
-    whole-second rounding can land a hair above it: the priming is given in whole minutes,
-    rounded up, plus one (until the kernel plans it; see docs/clinic.md)."""
-    profile = v["profile"]
-    minutes = math.ceil(prime_volume.value / profile.bolus_max_flow_ml_per_hour * 60) + 1
-    conc: McgPerMl = v["conc"]
-    return [("refill", {"volume": f"{v['volume'].value!r} mL", "concentration": str(conc)}),
-            ("program", {"prescription": v["prescription"].to_dict(),
-                         "concentration": str(conc)}),
-            ("start", {}),
-            ("priming_bolus", {"volume": f"{prime_volume.value!r} mL",
-                               "duration": f"{minutes / 60!r} h"})]
-
-
-def _new_pump_review(p: Patient, v: Mapping[str, Any], commands: list[tuple[str, dict[str, Any]]],
-                     title: str, extra_rows: list[Any]) -> Any:
-    prog = review_program(None, None, v["prescription"], v["conc"], v["profile"],
-                          origin=Origin(p.origin), context=Context.TITRATION,
-                          population=Population(p.population))
-    prime = dict(commands)["priming_bolus"]
-    rows = [*prog.rows, *extra_rows,
-            ch.row("pump", "-", f"{v['profile_name']} {v['serial']}"),
-            ch.row("fill volume", "-", f"{v['volume'].value:g} mL of {v['conc']}"),
-            ch.row("priming bolus", "-", f"{prime['volume']} over {prime['duration']}")]
-    return ch.ChangeReview(title, tuple(rows), prog.classification, prog.reason, prog.warnings)
-
-
-def _new_pump_plan(uow: UnitOfWork, pump: Pump, kind: str, review: Any,
-                   commands: list[tuple[str, dict[str, Any]]], token: str | None,
-                   fields: Mapping[str, Any], extra_status: Mapping[str, Any] | None = None
-                   ) -> tuple[Planned, PumpReading | None]:
-    """Review (token None) or write, over one session to the new pump, what was reviewed:
-    the token, then the role, then the programmer's gate (confirmed, override reason)."""
-    confirmed = _flag(fields, "confirmed")
-    override_reason = str(fields.get("override_reason") or "") or None
-    with _gateway(uow).session(pump, uow.now) as s:
-        before = s.read()
-        status = {**before, **({"replaces": dict(extra_status)} if extra_status else {})}
-        planned = Planned(kind, review, commands, status,
-                          token_of(kind, commands, status, review))
-        if token is None:
-            return planned, None
-        check_token(token, planned.token)
-        if not review.refused:
-            _may_override(uow, kind)(review)
-        override = review.confirm(confirmed=confirmed, override_reason=override_reason)
-        planned.extra["override_reason"] = override
-        for name, args in commands:
-            s.send(name, **args)
-        after = s.read()
-        v_rx = parse_prescription(dict(commands)["program"]["prescription"])
-        conc = McgPerMl(float(str(dict(commands)["program"]["concentration"]).split()[0]))
-        diffs = program_differences(after, v_rx, conc)
-        if after.get("state") != "running":
-            diffs.append(f"state: wrote start, the pump reports {after.get('state')}")
-        if not after.get("bolus_running_until"):
-            diffs.append("priming bolus: written, but the pump reports no bolus running")
-        s.check(kind, diffs)
-        s.commit()
-        return planned, s.reading(after)
-
-
-def _product(conc: McgPerMl) -> str:
-    """The library product that comes in this concentration (the programmer names products)."""
-    names = load_library().check_concentration(conc).products
-    return names[0]
-
-
-def implant_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
-    """The implant's review: what would be written to the new pump (nothing is stored)."""
-    require(uow.actor, "implant", uow)
-    p = _patient(uow, patient_id)
-    _implant_stage(p)
-    v = _new_pump_values(uow, p, fields)
-    pump = _new_pump(uow, p, v)
-    commands = _implant_commands(v)
-    review = _new_pump_review(p, v, commands, "implant", [])
-    return _new_pump_plan(uow, pump, "implant", review, commands, None, fields)[0]
-
-
 def _implant_stage(p: Patient) -> None:
     if p.stage != "screened":
         raise RefusedOperation(
@@ -411,17 +353,27 @@ def _implant_stage(p: Patient) -> None:
             code="stage")
 
 
-def implant(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Pump:
-    """Implant a pump as reviewed: fill it, program the first dose, start it and prime."""
+def _implant(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
+             token: str | None) -> tuple[Planned, Any, PumpReading | None, Patient, Pump,
+                                         dict[str, Any]]:
     require(uow.actor, "implant", uow)
     p = _patient(uow, patient_id)
     _implant_stage(p)
     v = _new_pump_values(uow, p, fields)
     pump = _new_pump(uow, p, v)
-    commands = _implant_commands(v)
-    review = _new_pump_review(p, v, commands, "implant", [])
-    done, reading = _new_pump_plan(uow, pump, "implant", review, commands, _token(fields),
-                                     fields)
+    proposal = sp.Implant(v["prescription"], _product(v["conc"]), v["conc"], v["volume"])
+    return (*_drive(uow, pump, "implant", proposal, p, fields, token), p, pump, v)
+
+
+def implant_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
+    """The implant's review: what would be written to the new pump (nothing is stored)."""
+    return _implant(uow, patient_id, fields, None)[0]
+
+
+def implant(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Pump:
+    """Implant a pump as reviewed: fill it, program the first dose, start it and prime."""
+    uow.action = "implant"
+    done, outcome, reading, p, pump, v = _implant(uow, patient_id, fields, _token(fields))
     assert reading is not None
     uow.session.add(pump)
     uow.session.flush()
@@ -433,35 +385,18 @@ def implant(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> P
                             prescription=presc.to_dict(), concentration=v["conc"].value,
                             dose_per_day=presc.daily_dose().value,
                             classification=done.classification.value, reason=done.reason,
-                            override_reason=done.extra.get("override_reason"),
+                            override_reason=outcome.override_reason,
                             by_user=uow.actor.username))
-    prime = _command(done, "priming_bolus")
+    prime = done.review.priming
     _visit(uow, p.id, "implant",
            f"{v['profile_name']} pump {v['serial']}, catheter {v['length']:g} cm to {v['tip']}; "
-           f"filled {v['volume']} at {v['conc']}; {presc.daily_dose()} continuous; priming "
-           f"{prime.get('volume', '?')} over {prime.get('duration', '?')}")
+           f"filled {v['volume']} at {v['conc']}; {presc.daily_dose()} continuous"
+           + (f"; priming {prime.volume_ml:.4g} mL over {prime.duration_h * 60:.1f} min"
+              if prime else ""))
     uow.session.flush()
     uow.audit("implant", "pump", pump.id, None, snapshot(pump))
     uow.audit("stage", "patient", p.id, before_p, snapshot(p))
     return pump
-
-
-def _implant_commands(v: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    prime = priming_bolus(v["profile"], v["catheter"], v["length"])
-    return _new_pump_commands(v, prime.priming_volume)
-
-
-def _command(planned: Planned, name: str) -> dict[str, Any]:
-    return next((args for n, args in planned.commands if n == name), {})
-
-
-def _token(fields: Mapping[str, Any]) -> str:
-    """The review token the confirm sends (checked against the review recomputed now)."""
-    raw = fields.get("review_token")
-    text = "" if raw is None else str(raw).strip()
-    if not text:
-        raise ChangedSinceReview("no review token was sent: review first")
-    return text[:100]
 
 
 def _parse_program(fields: Mapping[str, Any]) -> Prescription:
@@ -482,65 +417,52 @@ def _parse_program(fields: Mapping[str, Any]) -> Prescription:
     raise InvalidInput("mode", mode, "continuous or flex")
 
 
-def _program_plan(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
-                  token: str | None) -> tuple[Planned, Patient, Pump, Any, PumpReading | None]:
+def _program(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
+             token: str | None) -> tuple[Planned, Any, PumpReading | None, Patient, Pump]:
     require(uow.actor, "program", uow)
     p = _patient(uow, patient_id)
     pump = active_pump(uow, p)
-    proposed = _parse_program(fields)
     context = Context(_choice(fields, "context", tuple(c.value for c in Context))
                       if fields.get("context") else "maintenance")
-    with _gateway(uow).session(pump, uow.now) as s:
-        prog = ClinicProgrammer(s.link, "program", token=token,
-                                may_override=_may_override(uow, "program"))
-        confirmed = _flag(fields, "confirmed")
-        reason = str(fields.get("override_reason") or "") or None
-
-        def run(pr: ClinicProgrammer) -> Any:
-            return pr.change_program(proposed, origin=Origin(p.origin), context=context,
-                                     confirm=lambda r: confirmed, override_reason=reason,
-                                     population=Population(p.population))
-        if token is None:
-            return plan(run, prog), p, pump, None, None
-        outcome = run(prog)
-        s.commit()
-        return plan_of(prog, outcome), p, pump, outcome, s.reading()
+    proposal = sp.ProgramChange(_parse_program(fields), context)
+    return (*_drive(uow, pump, "program", proposal, p, fields, token), p, pump)
 
 
 def program_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
-    """The side-by-side review of a proposed program, with its token (nothing is written and
-    nothing stored: the pump was only read)."""
-    return _program_plan(uow, patient_id, fields, None)[0]
+    """The kernel's review of a proposed program over the pump's last 24 hours, with its token
+    (nothing is written and nothing stored: the pump was only read)."""
+    return _program(uow, patient_id, fields, None)[0]
 
 
 def program(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Program:
     """Write a reviewed, confirmed program: the review is recomputed against the pump now and
-    must have the confirmed token; beyond recommended bounds only a physician, with a reason;
-    beyond absolute bounds nobody."""
+    must have the confirmed token; then the kernel's gate (role, confirmation, reason)."""
     uow.action = "program"
-    done, p, pump, outcome, reading = _program_plan(uow, patient_id, fields, _token(fields))
+    done, outcome, reading, p, pump = _program(uow, patient_id, fields, _token(fields))
     assert reading is not None
     _sync(uow, pump, reading, rebook=True)
-    review = done.review
-    presc: Prescription = review.proposed  # type: ignore[union-attr]
-    conc: McgPerMl = review.concentration  # type: ignore[union-attr]
+    presc = parse_prescription(dict(done.commands)["program"]["prescription"])
+    conc = float(str(dict(done.commands)["program"]["concentration"]).split()[0])
     override = outcome.override_reason
+    stop = done.review.stop_of_therapy
     row = Program(patient_id=p.id, pump_id=pump.id, at=uow.now,
-                  prescription=presc.to_dict(), concentration=conc.value,
+                  prescription=presc.to_dict(), concentration=conc,
                   dose_per_day=presc.daily_dose().value,
-                  classification=review.classification.value, reason=review.reason,
+                  classification=done.classification.value, reason=done.reason,
                   override_reason=override, by_user=uow.actor.username)
     uow.session.add(row)
     uow.session.flush()
-    _visit(uow, p.id, "program",
-           f"program {presc.mode.value} {presc.daily_dose().value:.4g} mcg/day "
-           f"({review.classification.value})" + (f"; override: {override}" if override else ""))
+    _visit(uow, p.id, "therapy_stop" if stop else "program",
+           ("STOP OF THERAPY: " if stop else "")
+           + f"program {presc.mode.value} {presc.daily_dose().value:.4g} mcg/day "
+           f"({done.classification.value})" + (f"; override: {override}" if override else "")
+           + ("; " + "; ".join(done.warnings) if stop and done.warnings else ""))
     uow.audit("program", "program", row.id, None, snapshot(row))
     return row
 
 
-def _refill_plan(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
-                 token: str | None) -> tuple[Planned, Patient, Pump, Any, PumpReading | None]:
+def _refill(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
+            token: str | None) -> tuple[Planned, Any, PumpReading | None, Patient, Pump]:
     require(uow.actor, "refill", uow)
     p = _patient(uow, patient_id)
     pump = active_pump(uow, p)
@@ -548,47 +470,23 @@ def _refill_plan(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
     withdrawn = Milliliters(_number(fields, "withdrawn_ml", 0, profile.capacity.value, "mL"))
     volume = Milliliters(_number(fields, "volume_ml", 0.5, profile.capacity.value, "mL"))
     conc = McgPerMl(_number(fields, "concentration", 1, 5000, "mcg/mL"))
-    if _flag(fields, "compounded"):
-        raise InvalidInput("compounded", fields.get("compounded"),
-                           "a labelled product: the programmer refills from the drug library")
-    product = _product(conc)
-    with _gateway(uow).session(pump, uow.now) as s:
-        prog = ClinicProgrammer(s.link, "refill", token=token,
-                                may_override=_may_override(uow, "refill"))
-        confirmed = _flag(fields, "confirmed")
-        reason = str(fields.get("override_reason") or "") or None
-
-        def run(pr: ClinicProgrammer) -> Any:
-            return pr.refill(withdrawn=withdrawn, product=product, concentration=conc,
-                             volume=volume, confirm=lambda r: confirmed, override_reason=reason)
-        if token is None:
-            return plan(run, prog), p, pump, None, None
-        outcome = run(prog)
-        s.commit()
-        return plan_of(prog, outcome), p, pump, outcome, s.reading()
+    compounded = _flag(fields, "compounded")
+    proposal = sp.Refill(withdrawn, _product(conc, compounded), conc, volume,
+                         compounded=compounded)
+    return (*_drive(uow, pump, "refill", proposal, p, fields, token), p, pump)
 
 
 def refill_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
-    """Step 2 of the refill: the programmer's review (discrepancy, capacity, concentration and
-    bridge plan), the new dates and the token (nothing written, nothing stored)."""
-    planned = _refill_plan(uow, patient_id, fields, None)[0]
-    pump = active_pump(uow, _patient(uow, patient_id))
-    st = planned.status
-    rx = st.get("program")
-    conc = McgPerMl(_number(fields, "concentration", 1, 5000, "mcg/mL"))
-    volume = Milliliters(float(fields["volume_ml"]))
-    planned.extra["projection"] = (project_refill(
-        parse_prescription(rx), get_pump(pump.profile), volume, conc, uow.now,
-        low_alarm=Milliliters(st["low_alarm_ml"])) if rx else None)
-    return planned
+    """Step 2 of the refill: the kernel's review (discrepancy, capacity, concentration, the
+    bridge plan the pump can give and what it leaves), the new dates, the token."""
+    return _refill(uow, patient_id, fields, None)[0]
 
 
 def refill(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Refill:
-    """The refill as reviewed: the programmer enters the new volume and concentration, rewrites
-    the program at a new concentration with the bridge bolus the pump can give, and reads back;
-    the record stores what was given (and the override for the unbridged rest)."""
+    """The refill as reviewed; the record stores what was given: the bridge bolus actually
+    written, the unbridged rest and the override that allowed it."""
     uow.action = "refill"
-    done, p, pump, outcome, reading = _refill_plan(uow, patient_id, fields, _token(fields))
+    done, outcome, reading, p, pump = _refill(uow, patient_id, fields, _token(fields))
     assert reading is not None
     _sync(uow, pump, reading, rebook=True, refilled=True)
     uow.session.flush()
@@ -599,36 +497,46 @@ def refill(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Re
         alarm.acknowledged_at = uow.now
         alarm.acknowledged_by = uow.actor.username
         alarm.note = "resolved by the refill"
-    disc = outcome.extra["discrepancy"]
-    given = outcome.extra.get("bridge")
-    old_conc = float(done.status.get("reservoir_concentration_mcg_per_ml") or 0.0)
-    new_conc = float(fields["concentration"])
+    disc = done.review.fact("discrepancy") or {}
+    plan_b = done.review.bridge
     override = outcome.override_reason
-    note = _text(fields, "note", max_len=2000, required=False)
+    cmd_refill = dict(done.commands)["refill"]
+    new_conc = float(str(cmd_refill["concentration"]).split()[0])
+    old_conc = float(done.status.get("reservoir_concentration_mcg_per_ml") or new_conc)
     bridge = None
-    if given is not None:
-        bridge = {**given, "override_reason": override}
-    elif abs(old_conc - new_conc) > 1e-9:
-        bridge = {"volume_ml": 0.0, "duration_h": 0.0, "dose_mcg": 0.0,
-                  "unbridged_ml": None, "override_reason": override}
-    row = Refill(patient_id=p.id, pump_id=pump.id, at=uow.now, expected_ml=disc["expected_ml"],
-                 withdrawn_ml=disc["withdrawn_ml"], discrepancy_ml=disc["difference_ml"],
-                 flagged=disc["flagged"], volume_ml=float(fields["volume_ml"]),
-                 old_concentration=old_conc, concentration=new_conc, bridge=bridge,
-                 refill_by=pump.refill_by, low_alarm_at=pump.low_alarm_at,
+    if plan_b is not None:
+        given = dict(done.commands).get("bridge_bolus")
+        bridge = {"given": given is not None,
+                  "volume_ml": plan_b.volume_ml if given else 0.0,
+                  "duration_h": plan_b.duration_h if given else 0.0,
+                  "dose_mcg": plan_b.dose_mcg if given else 0.0,
+                  "path_volume_ml": plan_b.path_volume_ml,
+                  "unbridged_ml": plan_b.unbridged_ml if given else plan_b.path_volume_ml,
+                  "unbridged_dose_error_pct": plan_b.unbridged_dose_error_pct,
+                  "override_reason": override}
+    note = _text(fields, "note", max_len=2000, required=False)
+    row = Refill(patient_id=p.id, pump_id=pump.id, at=uow.now,
+                 expected_ml=float(disc.get("expected_ml", 0.0)),
+                 withdrawn_ml=float(disc.get("withdrawn_ml", fields["withdrawn_ml"])),
+                 discrepancy_ml=float(disc.get("difference_ml", 0.0)),
+                 flagged=bool(disc.get("flagged", False)),
+                 volume_ml=float(fields["volume_ml"]), old_concentration=old_conc,
+                 concentration=new_conc, bridge=bridge, refill_by=pump.refill_by,
+                 low_alarm_at=pump.low_alarm_at,
                  note="; ".join(x for x in (note, f"override: {override}" if override else "")
                                 if x), by_user=uow.actor.username)
     uow.session.add(row)
     uow.session.flush()
-    summary = (f"refill: withdrew {disc['withdrawn_ml']:g} mL (expected "
-               f"{disc['expected_ml']:.3g} mL, {disc['difference_ml']:+.2f} mL"
-               f"{' FLAGGED' if disc['flagged'] else ''}); filled {row.volume_ml:g} mL at "
-               f"{new_conc:g} mcg/mL")
-    if given is not None:
+    summary = (f"refill: withdrew {row.withdrawn_ml:g} mL (expected {row.expected_ml:.3g} mL, "
+               f"{row.discrepancy_ml:+.2f} mL{' FLAGGED' if row.flagged else ''}); filled "
+               f"{row.volume_ml:g} mL at {new_conc:g} mcg/mL")
+    if bridge is not None:
         summary += (f"; concentration {old_conc:g} -> {new_conc:g} mcg/mL with a bridge bolus of "
-                    f"{given['volume_ml']:.3f} mL over {given['duration_h']:.1f} h")
-        if given.get("unbridged_ml"):
-            summary += f" ({given['unbridged_ml']:.3f} mL of the path not bridged)"
+                    f"{bridge['volume_ml']:.3f} mL over {bridge['duration_h']:.1f} h"
+                    if bridge["given"] else
+                    f"; concentration {old_conc:g} -> {new_conc:g} mcg/mL without a bridge bolus")
+        if bridge["unbridged_ml"]:
+            summary += f" ({bridge['unbridged_ml']:.3f} mL of the path not bridged)"
     if override:
         summary += f"; override: {override}"
     if pump.refill_by:
@@ -636,64 +544,6 @@ def refill(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Re
     _visit(uow, p.id, "refill", summary)
     uow.audit("refill", "refill", row.id, None, snapshot(row))
     return row
-
-
-def _replacement(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
-                 token: str | None) -> tuple[Planned, dict[str, Any], PumpReading | None]:
-    """Read the old pump, plan the new one with the same program, review or write it."""
-    require(uow.actor, "replacement", uow)
-    p = _patient(uow, patient_id)
-    old = active_pump(uow, p)
-    catalog = load_catalog()
-    profile_name = _choice({"profile": fields.get("profile") or old.profile}, "profile",
-                           tuple(catalog.pumps))
-    profile = get_pump(profile_name)
-    serial = _serial(uow, fields)
-    catheter = catalog.catheter(old.catheter)
-    new_catheter = _flag(fields, "catheter_replaced")
-    length = (catheter.check_length(_number(fields, "catheter_length_cm", 1, 500, "cm"))
-              if new_catheter else old.catheter_length_cm)
-    tip = (_level(_text(fields, "tip_level", max_len=10), "tip_level") if new_catheter
-           else old.tip_level)
-    volume = Milliliters(_number(fields, "volume_ml", 0.5, profile.capacity.value, "mL"))
-    with _gateway(uow).session(old, uow.now) as s:
-        old_status = s.read()
-        if token is not None:
-            s.commit()
-        old_reading = s.reading(old_status)
-    presc = old_reading.prescription
-    old_conc = old_reading.program_concentration
-    if presc is None:
-        raise RefusedOperation("the old pump has no program to carry over", code="no_program")
-    conc = McgPerMl(_number({"concentration": fields.get("concentration") or old_conc},
-                            "concentration", 1, 5000, "mcg/mL"))
-    load_library().check_concentration(conc)
-    if not new_catheter and abs(conc.value - old_conc) > 1e-9:
-        raise InvalidInput("concentration", f"{conc}", f"the retained catheter holds "
-                           f"{old_conc:g} mcg/mL: keep it, or change it at the next refill "
-                           "with a bridge bolus")
-    v = {"profile_name": profile_name, "profile": profile, "catheter": catheter,
-         "length": length, "tip": tip, "serial": serial, "volume": volume, "conc": conc,
-         "prescription": presc, "new_catheter": new_catheter, "old": old,
-         "old_reading": old_reading}
-    # A retained catheter is already full of drug: only the new pump's internal path is primed.
-    prime_volume = (priming_bolus(profile, catheter, length).priming_volume if new_catheter
-                    else Milliliters(profile.internal_volume.value))
-    commands = _new_pump_commands(v, prime_volume)
-    review = _new_pump_review(p, v, commands, "replacement", [
-        ch.row("explant", f"{old.profile} {old.serial}", "explanted"),
-        ch.row("catheter", f"{old.catheter_length_cm:g} cm to {old.tip_level}",
-               ("new: " if new_catheter else "retained: ") + f"{length:g} cm to {tip}")])
-    pump = _new_pump(uow, p, v)
-    v["pump"] = pump
-    done, reading = _new_pump_plan(uow, pump, "replacement", review, commands, token, fields,
-                                   extra_status=pump_fingerprint(old_status))
-    return done, v, reading
-
-
-def replacement_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
-    """The replacement's review: the old pump read, the new one's writes (nothing stored)."""
-    return _replacement(uow, patient_id, fields, None)[0]
 
 
 def acknowledge_alarm(uow: UnitOfWork, alarm_id: object, note: object) -> Alarm:
@@ -782,11 +632,67 @@ def plan_replacement(uow: UnitOfWork, patient_id: object, fields: Mapping[str, A
     return v
 
 
+def _replacement(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
+                 token: str | None) -> tuple[Planned, Any, PumpReading | None, dict[str, Any]]:
+    """Read the old pump, plan the new one with the same program; review or write it. The
+    token binds both: the kernel's token of the new pump's writes and the old pump's state."""
+    require(uow.actor, "replacement", uow)
+    p = _patient(uow, patient_id)
+    old = active_pump(uow, p)
+    catalog = load_catalog()
+    profile_name = _choice({"profile": fields.get("profile") or old.profile}, "profile",
+                           tuple(catalog.pumps))
+    profile = get_pump(profile_name)
+    serial = _serial(uow, fields)
+    catheter = catalog.catheter(old.catheter)
+    new_catheter = _flag(fields, "catheter_replaced")
+    length = (catheter.check_length(_number(fields, "catheter_length_cm", 1, 500, "cm"))
+              if new_catheter else old.catheter_length_cm)
+    tip = (_level(_text(fields, "tip_level", max_len=10), "tip_level") if new_catheter
+           else old.tip_level)
+    volume = Milliliters(_number(fields, "volume_ml", 0.5, profile.capacity.value, "mL"))
+    with _gateway(uow).session(old, uow.now) as s:
+        old_status = s.read()
+        if token is not None:
+            s.commit()
+        old_reading = s.reading(old_status)
+    presc = old_reading.prescription
+    old_conc = old_reading.program_concentration
+    if presc is None:
+        raise RefusedOperation("the old pump has no program to carry over", code="no_program")
+    conc = McgPerMl(_number({"concentration": fields.get("concentration") or old_conc},
+                            "concentration", 1, 5000, "mcg/mL"))
+    if not new_catheter and abs(conc.value - old_conc) > 1e-9:
+        raise InvalidInput("concentration", f"{conc}", f"the retained catheter holds "
+                           f"{old_conc:g} mcg/mL: keep it, or change it at the next refill "
+                           "with a bridge bolus")
+    v = {"profile_name": profile_name, "catheter": catheter, "length": length, "tip": tip,
+         "serial": serial, "volume": volume, "conc": conc, "prescription": presc,
+         "new_catheter": new_catheter, "old": old, "old_reading": old_reading}
+    pump = _new_pump(uow, p, v)
+    v["pump"] = pump
+    old_part = review_token("replaced pump", [], old_status, None)[:16]
+    kernel_token = None
+    if token is not None:
+        kernel_token, _, given_old = token.partition(".")
+        if given_old != old_part:
+            raise ChangedSinceReview("the old pump changed")
+    proposal = sp.Replacement(presc, _product(conc), conc, volume, new_catheter)
+    done, outcome, reading = _drive(uow, pump, "replacement", proposal, p, fields, kernel_token)
+    done = Planned(done.kind, done.review, done.status, f"{done.token}.{old_part}", done.extra)
+    return done, outcome, reading, v
+
+
+def replacement_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
+    """The replacement's review: the old pump read, the new one's writes (nothing stored)."""
+    return _replacement(uow, patient_id, fields, None)[0]
+
+
 def replace_pump(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Pump:
     """Replace the pump as reviewed (at ERI or for a fault): explant the old one, implant the
     new one with the same program, fill, start and prime it."""
     uow.action = "replace_pump"
-    done, v, reading = _replacement(uow, patient_id, fields, _token(fields))
+    done, outcome, reading, v = _replacement(uow, patient_id, fields, _token(fields))
     assert reading is not None
     p = _patient(uow, patient_id)
     old: Pump = v["old"]
@@ -806,12 +712,13 @@ def replace_pump(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any])
     uow.session.flush()
     _sync(uow, pump, reading, rebook=True, refilled=True)
     presc: Prescription = v["prescription"]
-    prime = _command(done, "priming_bolus")
+    prime = done.review.priming
     _visit(uow, p.id, "replacement",
            f"pump {old.serial} explanted; {v['profile_name']} pump {v['serial']} implanted with "
            f"the same program ({presc.daily_dose().value:.4g} mcg/day at {v['conc']}); "
            + ("new catheter" if v["new_catheter"] else "catheter retained")
-           + f"; priming {prime.get('volume')} over {prime.get('duration')}")
+           + (f"; priming {prime.volume_ml:.4g} mL over {prime.duration_h * 60:.1f} min"
+              if prime else ""))
     uow.session.flush()
     uow.audit("explant", "pump", old.id, before_old, snapshot(old))
     uow.audit("replace_pump", "pump", pump.id, None, snapshot(pump))
@@ -831,12 +738,14 @@ def _sync(uow: UnitOfWork, pump: Pump, reading: PumpReading, *, rebook: bool = F
     pump.concentration = reading.program_concentration
     presc = reading.prescription
     running = st["state"] not in ("stopped", "end_of_service")
-    pump.dose_per_day = presc.daily_dose().value if presc is not None and running else 0.0
+    # A program that ends continuous delivery (the kernel's rule) infuses nothing to plan on.
+    continuous = presc is not None and running and stop_rule(presc) is None
+    pump.dose_per_day = presc.daily_dose().value if continuous and presc is not None else 0.0
     pump.synced_at = uow.now
     days_left = float(st["battery_days_left"])
     pump.eri_at = (uow.now + timedelta(days=days_left - profile.eri_days)
                    if st["state"] != "end_of_service" else None)
-    if presc is not None and reading.program_concentration > 0 and running:
+    if presc is not None and reading.program_concentration > 0 and continuous:
         proj = project_refill(presc, profile,
                               Milliliters(min(max(st["reservoir_estimate_ml"], 0.0),
                                               profile.capacity.value)),

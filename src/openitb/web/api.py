@@ -171,7 +171,12 @@ def _review(r: Planned) -> dict[str, Any]:
                       "classification": x.classification.value if x.classification else None,
                       "reason": x.reason} for x in r.rows],
             "warnings": list(r.warnings),
-            "commands": [{"command": name, "args": jsonable(args)} for name, args in r.commands],
+            "verdicts": [v.to_dict() for v in r.review.verdicts],
+            "decision": r.review.decision.value,
+            "override": r.review.override.to_dict(),
+            "stop_of_therapy": r.review.stop_of_therapy,
+            "projection": r.review.projection.to_dict() if r.review.projection else None,
+            "commands": [c.to_dict() for c in r.review.commands],
             "review_token": r.token}
 
 
@@ -326,15 +331,13 @@ def refill_review(patient_id: int, body: RefillIn, request: Request,
     _csrf(request)
     with uow(request, actor) as u:
         r = services.refill_review(u, patient_id, body.model_dump())
-    d, p = r.extra["discrepancy"], r.extra.get("projection")
+    d = r.review.fact("discrepancy") or {}
     out: dict[str, Any] = _review(r)
     out.update(jsonable({
-        "expected_ml": d["expected_ml"], "withdrawn_ml": d["withdrawn_ml"],
-        "discrepancy_ml": d["difference_ml"], "flagged": d["flagged"],
-        "possible_causes": list(d["possible_causes"]),
-        "bridge": r.extra.get("bridge"),
-        "low_alarm_at": p.low_alarm_at if p else None,
-        "refill_by": p.refill_by if p else None}))
+        "expected_ml": d.get("expected_ml"), "withdrawn_ml": d.get("withdrawn_ml"),
+        "discrepancy_ml": d.get("difference_ml"), "flagged": d.get("flagged"),
+        "possible_causes": list(d.get("possible_causes", ())),
+        "bridge": r.review.bridge.to_dict() if r.review.bridge else None}))
     return out
 
 

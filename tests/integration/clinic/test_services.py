@@ -91,7 +91,7 @@ def test_screening_implant_program_refill(empty_clinic: Clinic) -> None:
     over = {"dose_per_day": 495, "context": "maintenance", "confirmed": True}
     with pytest.raises(RefusedOperation) as r, c.uow(RN) as u:
         reviewed(services.program, u, pid, over)
-    assert r.value.code == "forbidden" and "only a physician" in r.value.reason
+    assert r.value.code == "forbidden" and "who may: physician" in r.value.reason
     with pytest.raises(RefusedOperation) as r, c.uow(DR) as u:
         reviewed(services.program, u, pid, over)
     assert r.value.code == "override_required"
@@ -110,9 +110,9 @@ def test_screening_implant_program_refill(empty_clinic: Clinic) -> None:
     with c.uow(RN) as u:
         review = services.refill_review(u, pid, {"withdrawn_ml": 0, "volume_ml": 20,
                                                  "concentration": 1000})
-        expected = review.extra["discrepancy"]["expected_ml"]
-        assert review.extra["bridge"] is not None
-        assert review.extra["bridge"]["volume_ml"] == pytest.approx(0.14 + 0.0026 * 90)
+        expected = review.fact("discrepancy")["expected_ml"]
+        assert review.bridge is not None and review.bridge.given
+        assert review.bridge.volume_ml == pytest.approx(0.14 + 0.0026 * 90)
     with c.uow(RN) as u:
         reviewed(services.refill, u, pid, {"withdrawn_ml": round(expected - 0.1, 2), "volume_ml": 20,
                                  "concentration": 1000, "confirmed": True})
@@ -299,7 +299,8 @@ def test_flex_program_and_the_per_hour_mistake(empty_clinic: Clinic) -> None:
     with empty_clinic.uow(DR) as u:
         review = services.program_review(u, pid, {"mode": "flex", "context": "maintenance",
                                                   "steps": "00:00 330\n06:00 300\n22:00 330"})
-        assert review.proposed.daily_dose().value == pytest.approx(310)
+        written = services.parse_prescription(dict(review.commands)["program"]["prescription"])
+        assert written.daily_dose().value == pytest.approx(310)
         assert review.classification.value == "within"
     # A morning dose typed per hour in every step: 60 mcg/h is 1440 mcg/day: refused even
     # for a physician with a reason (beyond the absolute step from 300 mcg/day).
@@ -344,7 +345,7 @@ def test_a_year_of_dashboard_driven_refills_never_runs_dry(empty_clinic: Clinic,
             with c.uow(RN) as u:
                 review = services.refill_review(u, pid, {"withdrawn_ml": 0, "volume_ml": 20,
                                                          "concentration": conc})
-                withdrawn = max(0.0, round(review.extra["discrepancy"]["expected_ml"] - 0.1, 2))
+                withdrawn = max(0.0, round(review.fact("discrepancy")["expected_ml"] - 0.1, 2))
                 fields = {"withdrawn_ml": withdrawn, "volume_ml": 20, "concentration": conc,
                           "confirmed": True}
                 review = services.refill_review(u, pid, fields)
