@@ -18,6 +18,7 @@ from openitb.safety.proposals import (
     LowAlarm,
     PatientBolusRequest,
     PatientLimits,
+    Priming,
     ProgramChange,
     Proposal,
     Refill,
@@ -42,7 +43,7 @@ from openitb.safety.state import PatientLimitsState, PumpState, pump_state_from_
 __all__ = [
     "Actor", "BridgePlan", "ClinicianBolus", "Decision", "History", "HistoryEvent",
     "HistoryKind", "Implant", "LowAlarm", "Override", "PatientBolusRequest", "PatientFacts",
-    "PatientLimits", "PatientLimitsState", "Permissions", "PrimingPlan", "ProgramChange",
+    "PatientLimits", "PatientLimitsState", "Permissions", "Priming", "PrimingPlan", "ProgramChange",
     "Projection", "Proposal", "PumpState", "Refill", "Replacement", "Review", "Role", "Row",
     "StartTherapy", "StopTherapy", "Verdict", "VolumeBolus", "WireCommand", "bridge_bolus",
     "history_from_report", "load_permissions", "parse_role", "priming_bolus",

@@ -46,7 +46,7 @@ TITLES = {
     "program": "program change", "stop_therapy": "stop infusion", "start": "start infusion",
     "clinician_bolus": "clinician bolus", "patient_limits": "patient bolus limits",
     "patient_bolus": "patient bolus", "low_alarm": "low-reservoir alarm", "refill": "refill",
-    "implant": "implant", "replacement": "pump replacement",
+    "implant": "implant", "replacement": "pump replacement", "priming": "priming bolus",
 }
 
 
@@ -111,6 +111,8 @@ def review(proposal: pr.Proposal, *, state: PumpState, history: History,
         _refill(b, proposal, state, history, patient, at, lib, profile)
     elif isinstance(proposal, (pr.Implant, pr.Replacement)):
         _implant(b, proposal, state, history, patient, at, lib, profile)
+    elif isinstance(proposal, pr.Priming):
+        _priming(b, proposal, state, profile)
     else:  # pragma: no cover - the Proposal union is closed
         raise InvalidInput("proposal", type(proposal).__name__, "a kernel proposal")
     if b.projection is None:
@@ -454,3 +456,34 @@ def _implant(b: _Build, p: pr.Implant | pr.Replacement, state: PumpState, histor
               f"({what})", pv)
         b.cmd("priming_bolus", **prime.wire_args())
     b.projection = _projection_now(state, profile, p.prescription, conc, p.volume.value)
+
+
+def _priming(b: _Build, p: pr.Priming, state: PumpState, profile: PumpProfile) -> None:
+    b.add(*r.pump_writable_rules(state))
+    if not state.running or state.program is None:
+        b.add(Verdict("pump.state", Classification.ABOVE_ABSOLUTE, "the pump must be running a "
+                      "program to give a priming bolus", "pump state", "not_running"))
+    if state.bolus_running_until is not None:
+        b.add(Verdict("pump.state", Classification.ABOVE_ABSOLUTE, "a bolus is already running",
+                      "pump state", "bolus_running"))
+    path = state.path_volume_ml if p.volume is None else p.volume.value
+    plan = priming_bolus(profile, path)
+    if plan is None:
+        b.add(Verdict("priming.plan", Classification.BELOW_ABSOLUTE, f"{path:g} mL is less than "
+                      "one pump stroke", "device profile"))
+        return
+    if p.duration is not None:
+        seconds = round(p.duration.value * 3600)
+        if seconds < plan.seconds or seconds > 86_400:
+            b.add(Verdict("priming.plan", Classification.ABOVE_ABSOLUTE,
+                          f"priming {plan.volume_ml:.4g} mL over {seconds} s is outside what the "
+                          f"pump gives (at least {plan.seconds} s at its "
+                          f"{profile.bolus_max_flow_ml_per_hour:g} mL/h limit, at most 24 h)",
+                          "device profile: bolus flow limit"))
+            return
+        plan = type(plan)(plan.strokes, plan.volume_ml, seconds)
+    b.add(r.priming_rule(plan, profile))
+    b.priming = PrimingPlan(plan.volume_ml, plan.hours, "pump path + catheter"
+                            if p.volume is None else f"{plan.volume_ml:.4g} mL")
+    b.row("priming bolus", "-", f"{plan.volume_ml:.4g} mL over {plan.seconds / 60:.1f} min")
+    b.cmd("priming_bolus", **plan.wire_args())

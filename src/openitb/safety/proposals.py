@@ -112,5 +112,16 @@ class Replacement:
     action: str = "replacement"
 
 
-Proposal = (ProgramChange | StopTherapy | StartTherapy | ClinicianBolus | PatientLimits
+@dataclass(frozen=True)
+class Priming:
+    """A priming bolus on its own (the scenario runner's ``priming`` event): fill the pump path
+    and catheter (``volume`` None: the whole path, planned by the kernel) over ``duration``
+    (None: as fast as the pump's bolus limit allows, rounded up to whole seconds)."""
+
+    volume: Milliliters | None = None
+    duration: Hours | None = None
+    action: str = "priming"
+
+
+Proposal = (Priming | ProgramChange | StopTherapy | StartTherapy | ClinicianBolus | PatientLimits
             | PatientBolusRequest | LowAlarm | Refill | Implant | Replacement)

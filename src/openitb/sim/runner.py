@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from openitb.drugs import load_library
-from openitb.errors import InvalidInput
+from openitb.drugs import Context, load_library
+from openitb.errors import InvalidInput, OpenITBError
 from openitb.physiology.measures import BOLUS_INJECTION_H, cohort_series, series
 from openitb.physiology.model import (
     INTRATHECAL,
@@ -37,11 +37,27 @@ from openitb.physiology.model import (
 from openitb.physiology.params import Patients, catalog, patient, population
 from openitb.pump import commands as cmd
 from openitb.pump.controller import PumpController, zero_error_pump
-from openitb.sim.scenario import Event, Scenario
-from openitb.therapy.prescription import average_dose_rate
-from openitb.therapy.refill import bridge_bolus, priming_bolus
+from openitb.safety import (
+    Actor,
+    ClinicianBolus,
+    PatientFacts,
+    Priming,
+    ProgramChange,
+    Proposal,
+    Refill,
+    Review,
+    Role,
+    StartTherapy,
+    StopTherapy,
+    WireCommand,
+    history_from_report,
+    pump_state_from_status,
+    review,
+)
+from openitb.sim.scenario import REVIEWED_KINDS, Event, Scenario
+from openitb.therapy.prescription import average_dose_rate, parse_prescription
 from openitb.therapy.screening import ScreeningDose, evaluate_screening
-from openitb.units import Hours, McgPerMl, Milliliters
+from openitb.units import Hours, McgPerMl, Micrograms, Milliliters, parse
 
 Array = npt.NDArray[np.float64]
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -154,39 +170,112 @@ def _age_battery(pump: PumpController, days_left: float) -> None:
     pump.battery_used_uah = max(0.0, capacity - per_day * days_left)
 
 
+RUNNER_ACTOR = Actor(Role.PHYSICIAN, "scenario")
+
+
+def scenario_patient_facts(sc: Scenario) -> PatientFacts:
+    """The kernel's patient facts for the scenario's named patient (origin from the catalogue;
+    a child when the catalogue describes one)."""
+    named = catalog().named(sc.patient_name)
+    return PatientFacts(named.origin, child=named.description.lower().startswith("child"))
+
+
+def _product_for(conc: McgPerMl) -> tuple[str, bool]:
+    """A library product in this concentration, or the first product declared compounded."""
+    lib = load_library()
+    for prod in lib.products:
+        if any(abs(c.value - conc.value) <= 1e-9 * max(1.0, c.value) for c in prod.concentrations):
+            return prod.name, False
+    return lib.products[0].name, True
+
+
+def _proposal(sc: Scenario, pump: PumpController, e: Event, bridge_follows: bool
+              ) -> Proposal | None:
+    p = e.params
+    if e.kind == "refill":
+        product, compounded = _product_for(p["concentration"])
+        withdrawn = min(pump.reservoir_true_nl / 1e6, pump.profile.capacity.value)
+        return Refill(Milliliters(withdrawn), product, p["concentration"], p["volume"],
+                      bridge=bridge_follows, prescription=p.get("prescription"),
+                      compounded=compounded)
+    if e.kind == "program":
+        return ProgramChange(p["prescription"], Context.MAINTENANCE)
+    if e.kind == "bolus":
+        return ClinicianBolus(p["dose"], p["duration"])
+    if e.kind == "priming":
+        return Priming(None if p["volume"] == "auto" else p["volume"],
+                       None if p["duration"] == "auto" else p["duration"])
+    if e.kind == "stop":
+        return StopTherapy()
+    if e.kind == "start":
+        return StartTherapy()
+    return None
+
+
+def kernel_review(sc: Scenario, pump: PumpController, proposal: Proposal) -> Review:
+    """The safety kernel's review of a scenario event, from the pump's own status report."""
+    report = {"serial": "scenario", **pump.status_report()}
+    return review(proposal, state=pump_state_from_status(report),
+                  history=history_from_report(report["history_24h"]),
+                  patient=scenario_patient_facts(sc), actor=RUNNER_ACTOR)
+
+
+def command_from_wire(c: WireCommand) -> cmd.Command:
+    """A reviewed wire command as the controller command it stands for."""
+    a = c.arguments
+    if c.name == "program":
+        return cmd.Program(parse_prescription(a["prescription"]),
+                           parse(a["concentration"], McgPerMl, "concentration"))
+    if c.name == "refill":
+        return cmd.Refill(parse(a["volume"], Milliliters, "volume"),
+                          parse(a["concentration"], McgPerMl, "concentration"))
+    if c.name == "clinician_bolus":
+        return cmd.ClinicianBolus(parse(a["dose"], Micrograms, "dose"),
+                                  parse(a["duration"], Hours, "duration"))
+    if c.name in ("priming_bolus", "bridge_bolus"):
+        kind = cmd.PrimingBolus if c.name == "priming_bolus" else cmd.BridgeBolus
+        return kind(parse(a["volume"], Milliliters, "volume"),
+                    parse(a["duration"], Hours, "duration"))
+    simple: dict[str, cmd.Command] = {"start": cmd.Start(), "stop": cmd.Stop()}
+    if c.name in simple:
+        return simple[c.name]
+    raise InvalidInput("command", c.name, "a command the scenario runner can give")
+
+
+def _reviewed(sc: Scenario, pump: PumpController, e: Event, entry: dict[str, Any],
+              bridge_follows: bool) -> None:
+    """Review the event with the kernel, then write exactly its commands, or nothing."""
+    proposal = _proposal(sc, pump, e, bridge_follows)
+    if proposal is None:
+        return
+    try:
+        rv = kernel_review(sc, pump, proposal)
+        rv.gate(confirmed=True, override_reason=e.params.get("override_reason"))
+    except OpenITBError as exc:
+        entry.update(ok=False, reason=str(exc), refused_by="safety kernel")
+        if isinstance(exc, InvalidInput) or "rv" not in locals():
+            return
+        entry["classification"] = rv.classification.value
+        return
+    entry["classification"] = rv.classification.value
+    if rv.override.required:
+        entry["override_reason"] = e.params.get("override_reason")
+    if rv.bridge is not None:
+        entry["bridge"] = rv.bridge.to_dict()
+    version = rv.state_version
+    for c in rv.commands:
+        why = pump.check_version(version)
+        r = pump.handle(command_from_wire(c)) if why is None else cmd.Response(False, why)
+        if not r.ok:
+            entry.update(ok=False, reason=f"{c.name}: {r.reason}")
+            return
+        version = pump.state_version
+
+
 def _commands(sc: Scenario, pump: PumpController, e: Event) -> list[Any]:
+    """Events the pump meets from outside (faults, MRI, reset, an interrogation)."""
     p = e.params
     k = e.kind
-    if k == "refill":
-        out: list[Any] = [cmd.Refill(p["volume"], p["concentration"])]
-        rx = p.get("prescription") or pump.prescription
-        changed = "prescription" in p or p["concentration"].value != pump.program_conc
-        if rx is not None and changed:
-            out.append(cmd.Program(rx, p["concentration"]))
-        return out
-    if k == "program":
-        conc = p.get("concentration") or McgPerMl(pump.program_conc)
-        return [cmd.Program(p["prescription"], conc)]
-    if k == "bolus":
-        return [cmd.ClinicianBolus(p["dose"], p["duration"])]
-    if k in ("bridge", "priming"):
-        assert sc.pump is not None
-        if k == "priming":
-            auto = priming_bolus(sc.pump.profile, sc.catheter, sc.catheter_length_cm)
-            vol, dur = auto.priming_volume, auto.priming_duration
-        else:
-            old = McgPerMl(_previous_concentration(pump))
-            new = McgPerMl(pump.reservoir_conc)
-            rx = pump.prescription
-            if rx is None or old.value == new.value:
-                return []
-            b = bridge_bolus(sc.pump.profile, sc.catheter, sc.catheter_length_cm, old, new,
-                             average_dose_rate(rx))
-            vol, dur = b.bridge_volume, b.bridge_duration
-        vol = vol if p["volume"] == "auto" else p["volume"]
-        dur = dur if p["duration"] == "auto" else p["duration"]
-        cls = cmd.BridgeBolus if k == "bridge" else cmd.PrimingBolus
-        return [cls(Milliliters(vol.value), Hours(min(dur.value, 24.0)))]
     if k in ("kink", "leak", "disconnection"):
         # The pump checks the position against the implanted catheter and the fraction's range;
         # a refusal is logged with its reason like any other refused event.
@@ -194,15 +283,9 @@ def _commands(sc: Scenario, pump: PumpController, e: Event) -> list[Any]:
     simple: dict[str, Any] = {
         "occlusion": cmd.CatheterFault("occlusion"),
         "repair": cmd.CatheterFault("none"), "mri_start": cmd.MriStart(), "mri_end": cmd.MriEnd(),
-        "interrogate": cmd.ReadStatus(), "stop": cmd.Stop(), "start": cmd.Start(),
-        "reset": cmd.PowerOnReset(),
+        "interrogate": cmd.ReadStatus(), "reset": cmd.PowerOnReset(),
     }
     return [simple[k]] if k in simple else []
-
-
-def _previous_concentration(pump: PumpController) -> float:
-    """The concentration of the drug now at the front of the path (what the bridge pushes out)."""
-    return pump.catheter.tip_concentration() or pump.reservoir_conc
 
 
 def run_scenario(sc: Scenario, progress: Progress | None = None) -> SimResult:
@@ -236,13 +319,28 @@ def run_scenario(sc: Scenario, progress: Progress | None = None) -> SimResult:
             rates[k - 1, INTRATHECAL] = max(0.0, pump.delivered_mcg - last_delivered) / dt
             rates[k - 1, SUBCUTANEOUS] = (max(0.0, pump.tissue_mcg - last_tissue) + pocket_extra) / dt
             last_delivered, last_tissue, pocket_extra = pump.delivered_mcg, pump.tissue_mcg, 0.0
-        for e in events_at.get(t, []):
+        now_events = events_at.get(t, [])
+        bridged_at_refill = False
+        for i, e in enumerate(now_events):
             entry: dict[str, Any] = {"day": e.day, "kind": e.kind, "label": e.label(), "ok": True,
                                      "reason": ""}
             if e.kind == "pocket_fill":
                 pocket_extra += _pocket_fill(pump, e)
             elif e.kind == "lumbar_bolus":
                 lumbar.append((t, e.params["dose"].value))
+            elif e.kind == "bridge":
+                # The kernel plans the bridge with the refill it belongs to (same time).
+                if bridged_at_refill:
+                    entry["reason"] = "given with the refill (the kernel's bridge plan)"
+                else:
+                    entry.update(ok=False, reason="a bridge bolus is planned with the refill at "
+                                 "a concentration change: put it at the refill's time",
+                                 refused_by="safety kernel")
+            elif e.kind in REVIEWED_KINDS:
+                follows = e.kind == "refill" and any(x.kind == "bridge"
+                                                     for x in now_events[i + 1:])
+                _reviewed(sc, pump, e, entry, follows)
+                bridged_at_refill = bridged_at_refill or (follows and entry["ok"])
             for c in _commands(sc, pump, e):
                 r = pump.handle(c)
                 if not r.ok:

@@ -82,6 +82,11 @@ EVENT_KINDS = {
 }
 
 
+# Event kinds the scenario runner passes through the safety kernel (openitb.safety) before the
+# pump: a refused one is logged with the kernel's reason and changes nothing.
+REVIEWED_KINDS = frozenset({"refill", "program", "bolus", "bridge", "priming", "stop", "start"})
+
+
 @dataclass(frozen=True)
 class Event:
     day: float
@@ -94,7 +99,8 @@ class Event:
         return self.day * 24.0
 
     def label(self) -> str:
-        parts = [f"{k} {v}" for k, v in self.params.items() if k != "prescription"]
+        parts = [f"{k} {v}" for k, v in self.params.items()
+                 if k not in ("prescription", "override_reason")]
         if "prescription" in self.params:
             rx = self.params["prescription"]
             mean = average_dose_rate(rx)
@@ -182,8 +188,15 @@ def _event(doc: Any, i: int, days: float) -> Event:
     day = _num(doc, "day", f"{where}.day", 0.0, days)
     p: dict[str, Any] = {}
     f = f"{where}."
+    # Events the safety kernel reviews may carry the override reason a clinician would give.
+    if kind in REVIEWED_KINDS and "override_reason" in doc:
+        reason = doc["override_reason"]
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > 200:
+            raise InvalidInput(f + "override_reason", reason, "text of 1 to 200 characters")
+        p["override_reason"] = reason.strip()
+    ov = {"override_reason"} if kind in REVIEWED_KINDS else set()
     if kind in ("refill", "pocket_fill"):
-        _only(doc, {"day", "kind", "volume", "concentration", "prescription", "fraction"}, f)
+        _only(doc, {"day", "kind", "volume", "concentration", "prescription", "fraction"} | ov, f)
         p["volume"] = parse(doc.get("volume"), Milliliters, f + "volume")
         p["concentration"] = parse(doc.get("concentration"), McgPerMl, f + "concentration")
         if p["concentration"].value <= 0:
@@ -193,16 +206,16 @@ def _event(doc: Any, i: int, days: float) -> Event:
         if kind == "pocket_fill":
             p["fraction"] = _num(doc, "fraction", f + "fraction", 0.0, 1.0, 1.0)
     elif kind == "program":
-        _only(doc, {"day", "kind", "prescription", "concentration"}, f)
+        _only(doc, {"day", "kind", "prescription", "concentration"} | ov, f)
         p["prescription"] = parse_prescription(doc.get("prescription", {}))
         if "concentration" in doc:
             p["concentration"] = parse(doc.get("concentration"), McgPerMl, f + "concentration")
     elif kind == "bolus":
-        _only(doc, {"day", "kind", "dose", "duration"}, f)
+        _only(doc, {"day", "kind", "dose", "duration"} | ov, f)
         p["dose"] = parse(doc.get("dose"), Micrograms, f + "dose")
         p["duration"] = parse(doc.get("duration"), Hours, f + "duration")
     elif kind in ("bridge", "priming"):
-        _only(doc, {"day", "kind", "volume", "duration"}, f)
+        _only(doc, {"day", "kind", "volume", "duration"} | ov, f)
         p["volume"] = _auto_or(doc.get("volume", "auto"), Milliliters, f + "volume")
         p["duration"] = _auto_or(doc.get("duration", "auto"), Hours, f + "duration")
     elif kind in ("kink", "leak", "disconnection"):
@@ -221,7 +234,7 @@ def _event(doc: Any, i: int, days: float) -> Event:
         if not 0 < p["dose"].value <= 2000:
             raise InvalidInput(f + "dose", doc.get("dose"), "a bolus above 0 and at most 2000 mcg")
     else:
-        _only(doc, {"day", "kind"}, f)
+        _only(doc, {"day", "kind"} | ov, f)
     return Event(day, kind, p, i)
 
 
