@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from openitb.clinic.uow import Actor, Forbidden, UnitOfWork, snapshot
 from openitb.errors import InvalidInput, RefusedOperation
 from openitb.safety import load_permissions
-from openitb.therapy.guardrails import Classification
 from openitb.store.models import User
+from openitb.therapy.guardrails import Classification
 
 ROLES = ("physician", "nurse", "patient", "admin")
 STAFF = frozenset({"physician", "nurse"})

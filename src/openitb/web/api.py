@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 
 from openitb.clinic import accounts, queries, services
 from openitb.clinic.clock import clock_mode
+from openitb.clinic.driving import Planned
 from openitb.clinic.uow import Actor, jsonable, snapshot
 from openitb.errors import RefusedOperation
-from openitb.clinic.driving import Planned
 from openitb.web import security
 from openitb.web.deps import check_csrf, need, sign_in, signed_in, uow
 

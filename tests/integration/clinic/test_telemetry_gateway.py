@@ -20,7 +20,7 @@ from openitb.pump.controller import PumpController
 from openitb.pumpservice.service import PumpService
 from openitb.telemetry.session import Role
 
-from .test_services import reviewed, DR, RN, T0, implanted
+from .test_services import DR, RN, T0, implanted, reviewed
 
 SECRET = b"test-secret-for-the-clinic-pumps"
 

@@ -17,7 +17,6 @@ from openitb.web.security import COOKIE
 
 from .conftest import csrf_of, login, page_csrf
 
-
 TOKEN = re.compile(r'name="review_token" id="review_token" value="([0-9a-f.]+)"')
 
 
