@@ -57,7 +57,7 @@ OVERDOSE_SIGNS = ("drowsiness", "dizziness", "slow or shallow breathing", "seizu
 class DashboardItem:
     urgency: int  # 0 most urgent
     when: datetime | None
-    kind: str  # overdue | refill_due | alarm | eri
+    kind: str  # alarm | therapy_stopped | overdue | refill_due | eri
     patient_id: int
     patient_name: str
     text: str
@@ -82,6 +82,12 @@ def dashboard_page(uow: UnitOfWork, offset: int,
     classes: list[tuple[Any, Any]] = [
         (select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
          .where(open_alarm, Alarm.critical).order_by(Alarm.raised_at, Alarm.id), _alarm_item),
+        # No continuous infusion: a stop of therapy (a stopped pump, or a program that ends
+        # continuous delivery, which _sync books as 0 mcg/day): withdrawal risk.
+        (select(Pump.synced_at, Patient.id, Patient.name, Pump.serial)
+         .join(Patient, Patient.id == Pump.patient_id)
+         .where(Pump.active, Pump.dose_per_day <= 0).order_by(Pump.synced_at, Pump.id),
+         _stopped_item),
         (_refill_query().where(*active_refill, Pump.refill_by < now), _refill_item(now)),
         (select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
          .where(open_alarm, Alarm.critical.is_(False)).order_by(Alarm.raised_at, Alarm.id),
@@ -139,6 +145,12 @@ def _alarm_item(alarm: Alarm, name: str) -> DashboardItem:
                          name, f"{'critical' if alarm.critical else 'non-critical'} "
                          f"{alarm.kind.replace('_', ' ')} alarm since "
                          f"{alarm.raised_at:%Y-%m-%d %H:%M} ({state})", alarm_id=alarm.id)
+
+
+def _stopped_item(synced: datetime | None, pid: int, name: str, serial: str) -> DashboardItem:
+    return DashboardItem(0, synced, "therapy_stopped", pid, name,
+                         f"pump {serial}: no continuous infusion (stop of therapy); watch for "
+                         "baclofen withdrawal and restart or confirm the plan")
 
 
 def _eri_item(eri_at: datetime, pid: int, name: str, serial: str) -> DashboardItem:

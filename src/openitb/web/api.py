@@ -99,6 +99,8 @@ class ImplantIn(BaseModel):
     volume_ml: float
     concentration: float
     dose_per_day: float | None = None
+    confirmed: bool = False
+    override_reason: str | None = None
     review_token: str | None = Field(None, max_length=100, description=TOKEN)
 
 
@@ -146,6 +148,8 @@ class ReplaceIn(BaseModel):
     catheter_replaced: bool = False
     catheter_length_cm: float | None = None
     tip_level: str | None = None
+    confirmed: bool = False
+    override_reason: str | None = None
     review_token: str | None = Field(None, max_length=100, description=TOKEN)
 
 
