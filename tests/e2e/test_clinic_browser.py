@@ -298,7 +298,7 @@ def test_replacement_is_reviewed_before_it_is_written(server: tuple[str, dict[st
     page.get_by_role("button", name="Review").click()
     page.wait_for_load_state()
     assert "priming_bolus" in (page.locator("#review-commands").text_content() or "")
-    assert "explant" in page.locator("#review").inner_text()
+    assert "explanted" in page.locator("#explant").inner_text()
     shot(page, "12-replacement-review")
     page.get_by_label(re.compile("I have reviewed the explant")).check()
     page.get_by_role("button", name="Explant the old pump and implant the new one").click()
