@@ -215,3 +215,24 @@ def test_clinician_bolus_counts_in_the_24h_total(rig: Rig) -> None:
         p.clinician_bolus(Micrograms(100), Hours(1), confirm=lambda r: True,
                           override_reason="spasm crisis")
     assert exc.value.code == "guardrail_absolute" and "boluses" in exc.value.reason
+
+
+def test_refill_bridge_longer_than_the_longest_bolus_needs_an_override_and_records_it(
+        rig: Rig) -> None:
+    # main (clinic): a 44.9 h bridge the pump refuses, stored anyway, no override asked.
+    _implant(rig, "100 mcg/day")
+    p = rig.programmer("dr e")
+    withdrawn = rig.service.pump.reservoir_estimate_nl / 1e6
+    from openitb.units import McgPerMl, Milliliters
+    with pytest.raises(RefusedOperation) as exc:
+        p.refill(withdrawn=Milliliters(withdrawn), product="Gablofen",
+                 concentration=McgPerMl(2000), volume=Milliliters(20), confirm=lambda r: True)
+    assert exc.value.code == "override_required" and "longest bolus" in exc.value.reason
+    assert rig.service.pump.reservoir_conc == 500.0
+    out = p.refill(withdrawn=Milliliters(withdrawn), product="Gablofen",
+                   concentration=McgPerMl(2000), volume=Milliliters(20),
+                   confirm=lambda r: True, override_reason="rest clears at the new flow")
+    given = out.extra["bridge"]
+    assert given["given"] and given["duration_h"] == 24.0 and given["unbridged_ml"] > 0
+    assert out.written == ["refill", "program", "bridge_bolus"]
+    assert p.link.record.overrides[-1]["reason"] == "rest clears at the new flow"

@@ -251,6 +251,14 @@ class Priming:
 
 
 def priming_bolus(profile: PumpProfile, catheter: CatheterProfile, length_cm: float) -> Priming:
-    """Fill the pump's internal path and the catheter after implant, at the bolus flow limit."""
+    """Fill the pump's internal path and the catheter after implant, at the bolus flow limit.
+
+    The plan is the safety kernel's (one place, :func:`openitb.safety.plans.priming_bolus`):
+    whole pump strokes over whole seconds rounded up, so the pump accepts it."""
+    from openitb.safety.plans import priming_bolus as plan  # the kernel imports this module
+
     vol = path_volume(profile, catheter, length_cm)
-    return Priming(vol, Hours(vol.value / profile.bolus_max_flow_ml_per_hour))
+    bolus = plan(profile, vol.value)
+    if bolus is None:
+        return Priming(vol, Hours(0.0))
+    return Priming(Milliliters(bolus.volume_ml), Hours(bolus.hours))
