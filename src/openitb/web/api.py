@@ -425,8 +425,8 @@ def fhir_bundle(patient_id: int, request: Request, type: str = "collection") -> 
 def refill_feed(request: Request, actor: Actor = need("view_clinic")) -> Response:
     """iCalendar feed of refill appointments (one all-day event per pump, on its refill-by
     date, with a reminder 3 days before)."""
-    from openitb.interop.ical import refill_calendar
+    from openitb.interop.ical import feed
 
     with uow(request, actor) as u:
-        body = refill_calendar(queries.refill_appointments(u), now=u.now)
+        body = feed(u.session, queries.refill_appointments(u), now=u.now)
     return Response(body, media_type="text/calendar")
