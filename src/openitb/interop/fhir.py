@@ -326,6 +326,15 @@ def validate(bundle: dict[str, Any], version: str = R5) -> Any:
     return Bundle.model_validate(bundle)
 
 
+def validate_resource(resource: dict[str, Any], version: str = R5) -> Any:
+    """One resource, validated by its own fhir.resources model (R5, or R4B for R4)."""
+    from fhir.resources import get_fhir_model_class
+    from fhir.resources.R4B import get_fhir_model_class as get_r4b_class
+
+    model = (get_r4b_class if version == R4 else get_fhir_model_class)(resource["resourceType"])
+    return model.model_validate(resource)
+
+
 def patient_bundle(record: dict[str, Any], *, now: datetime, kind: BundleType = "collection",
                    version: str = R5, system: str | None = None) -> dict[str, Any]:
     """The patient's record as a validated Bundle (JSON data), urn:uuid fullUrls."""

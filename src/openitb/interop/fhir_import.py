@@ -115,7 +115,7 @@ def import_transaction(uow: UnitOfWork, bundle: dict[str, Any]) -> int:
         services.record_screening(uow, pid, doses, started_at=datetime.fromisoformat(started))
 
     # The active pump: its device, the medication in it and the current rate.
-    for d_url, device in of_type("Device"):
+    for _url, device in of_type("Device"):
         if device.get("status") != "active":
             continue
         props = {p["type"]["text"]: p for p in device.get("property", [])}

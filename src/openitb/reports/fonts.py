@@ -102,7 +102,7 @@ def runs(text: str, bold: bool = False) -> tuple[list[tuple[str, str]], bool]:
 
 
 def width(text: str, size: float, bold: bool = False) -> float:
-    return sum(pdfmetrics.stringWidth(t, font, size) for font, t in runs(text, bold)[0])
+    return float(sum(pdfmetrics.stringWidth(t, font, size) for font, t in runs(text, bold)[0]))
 
 
 def draw(c: Canvas, x: float, y: float, text: str, size: float, bold: bool = False) -> bool:

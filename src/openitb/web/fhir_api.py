@@ -117,7 +117,8 @@ def _searchset(request: Request, entries: list[tuple[str, dict[str, Any]]],
 def metadata(request: Request) -> Response:
     """The CapabilityStatement (no sign-in needed, as FHIR clients expect)."""
     def build(version: str) -> dict[str, Any]:
-        resources = [{"type": kind, "interaction": [{"code": "read"}]} for kind in TYPES]
+        resources: list[dict[str, Any]] = [
+            {"type": kind, "interaction": [{"code": "read"}]} for kind in TYPES]
         resources[0]["interaction"].append({"code": "search-type"})
         resources[0]["searchParam"] = [{"name": "identifier", "type": "token"}]
         resources[0]["operation"] = [{
@@ -131,16 +132,21 @@ def metadata(request: Request) -> Response:
                                   "url": _base(request)},
                "fhirVersion": fhir.FHIR_VERSIONS[fhir.R5], "format": ["json"],
                "rest": [{"mode": "server", "resource": resources}]}
-        return to_r4(cap) if version == fhir.R4 else cap
+        out = to_r4(cap) if version == fhir.R4 else cap
+        fhir.validate_resource(out, version)
+        return out
     return _answer(request, build)
 
 
 @router.get("/Patient", responses=FHIR_RESPONSES, response_class=Response)
-def search_patients(request: Request, identifier: str) -> Response:
+def search_patients(request: Request, identifier: str = "") -> Response:
     """``identifier=system|value`` (or ``value``): a searchset with the matching patient. A
     patient searching for someone else finds nothing."""
     def build(version: str) -> dict[str, Any]:
         actor = signed_in(request)
+        if not identifier.strip() or len(identifier) > 300:
+            raise InvalidInput("identifier", identifier[:80],
+                               "system|value or value, e.g. ITB-1003 (up to 300 characters)")
         system, _, value = identifier.rpartition("|")
         entries: list[tuple[str, dict[str, Any]]] = []
         if not system or system == fhir.identifier_system():
@@ -181,8 +187,7 @@ def read(request: Request, kind: str, ident: str) -> Response:
         for _url, res in _resources(request, actor, int(m.group(1))):
             if res["resourceType"] == kind and res["id"] == ident:
                 out = to_r4(res) if version == fhir.R4 else res
-                fhir.validate({"resourceType": "Bundle", "type": "collection",
-                               "entry": [{"fullUrl": _url, "resource": out}]}, version)
+                fhir.validate_resource(out, version)
                 return out
         raise RefusedOperation(f"no {kind} with id {ident}", code="not_found")
     return _answer(request, build)

@@ -80,6 +80,7 @@ def test_r4_bundles_validate_with_fhirjs(demo_clinic: Clinic) -> None:
     login(c, "dr.rivera")
     pids = sorted(patient_ids(demo_clinic).values())
     bundles = _bundles(c, pids, "4.0", "collection") + _bundles(c, pids, "4.0", "transaction")
+    bundles.append(c.get("/fhir/metadata", params={"fhirVersion": "4.0"}).json())
     broken = json.loads(json.dumps(bundles[0]))
     broken["entry"][0]["resource"]["displayName"] = "an R5 element"
     out = subprocess.run([node, str(FHIRJS / "validate.js")], input=json.dumps(bundles + [broken]),
@@ -184,6 +185,8 @@ def test_fhir_face_reads_searches_and_keeps_the_role_rules(demo_clinic: Clinic) 
             assert entry["fullUrl"].endswith(f"/fhir/{res['resourceType']}/{res['id']}")
     assert c.get(f"/fhir/Device/p{mia}-pump999999").status_code == 404
     assert c.get("/fhir/Encounter/p1").status_code == 404
+    bad = c.get("/fhir/Patient")
+    assert bad.status_code == 400 and bad.json()["issue"][0]["code"] == "invalid"
 
     c2 = TestClient(create_app(demo_clinic, demo=True))
     login(c2, "mia")
