@@ -103,7 +103,8 @@ def split_contact(text: str) -> dict[str, Any]:
         rest = rest.replace(ph, " ")
     rel = re.search(r"\(([^)]*)\)", rest)
     if rel:
-        out["relationship"].append({"text": rel.group(1).strip()})
+        if rel.group(1).strip():
+            out["relationship"].append({"text": " ".join(rel.group(1).split())})
         rest = rest.replace(rel.group(0), " ")
     name = " ".join(rest.replace(",", " ").split())
     if name:

@@ -30,6 +30,7 @@ _VERSION = re.compile(r"fhirversion\s*=\s*\"?([0-9.]+)\"?", re.I)
 FHIR_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {fhir.media_type(fhir.R5): {}, fhir.media_type(fhir.R4): {}},
           "description": "a FHIR resource (R5 unless R4 was asked for)"},
+    400: {"description": "a parameter out of range (OperationOutcome)"},
     401: {"description": "not signed in (OperationOutcome)"},
     403: {"description": "not allowed (OperationOutcome)"},
     404: {"description": "no such resource (OperationOutcome)"},
