@@ -19,6 +19,7 @@ from openitb.clinic.uow import Actor, jsonable, snapshot
 from openitb.errors import RefusedOperation
 from openitb.web import security
 from openitb.web.deps import check_csrf, need, sign_in, signed_in, uow
+from openitb.web.fhir_api import FHIR_RESPONSES
 
 router = APIRouter(prefix="/api/v1", tags=["clinic"])
 
@@ -447,24 +448,22 @@ def create_user(body: UserIn, request: Request,
 
 
 
-@router.get("/patients/{patient_id}/fhir", responses=ERRORS)
-def fhir_bundle(patient_id: int, request: Request) -> Response:
-    """The patient's record as a FHIR R5 Bundle (collection)."""
-    from openitb.interop.fhir import patient_bundle
+@router.get("/patients/{patient_id}/fhir", responses={**ERRORS, **FHIR_RESPONSES},
+            response_class=Response)
+def fhir_bundle(patient_id: int, request: Request, type: str = "collection") -> Response:
+    """The patient's record as one FHIR Bundle: R5 unless ``fhirVersion=4.0`` is asked for (in
+    Accept or the query); ``type=transaction`` for a Bundle a FHIR server accepts as a POST."""
+    from openitb.web.fhir_api import export_response
 
-    actor = signed_in(request)
-    with uow(request, actor) as u:
-        u.action = "fhir_export"
-        bundle = patient_bundle(queries.patient_record(u, patient_id), now=u.now)
-    return Response(bundle.model_dump_json(), media_type="application/fhir+json")
+    return export_response(request, patient_id, type)
 
 
 @router.get("/calendar/refills.ics", responses=ERRORS)
 def refill_feed(request: Request, actor: Actor = need("view_clinic")) -> Response:
     """iCalendar feed of refill appointments (one all-day event per pump, on its refill-by
     date, with a reminder 3 days before)."""
-    from openitb.interop.ical import refill_calendar
+    from openitb.interop.ical import feed
 
     with uow(request, actor) as u:
-        body = refill_calendar(queries.refill_appointments(u), now=u.now)
+        body = feed(u.session, queries.refill_appointments(u), now=u.now)
     return Response(body, media_type="text/calendar")

@@ -107,14 +107,14 @@ async def calendar_feed(request: Request, actor: Actor = need("view_clinic")) ->
 @router.get("/calendar/{token}/refills.ics")
 def calendar_by_token(request: Request, token: str) -> Response:
     """For calendar clients, which send no cookie: the token in the URL names the user."""
-    from openitb.interop.ical import refill_calendar
+    from openitb.interop.ical import feed
 
     with request.app.state.clinic.factory() as s:
         actor = accounts.actor_for_feed(s, token)
     if actor is None:
         raise RefusedOperation("no calendar feed at this address", code="not_found")
     with uow(request, actor) as u:
-        body = refill_calendar(queries.refill_appointments(u), now=u.now)
+        body = feed(u.session, queries.refill_appointments(u), now=u.now)
     return Response(body, media_type="text/calendar")
 
 
@@ -513,7 +513,7 @@ def therapy_summary(request: Request, patient_id: str) -> Response:
 @router.get("/patients/{patient_id}/refill.ics")
 def own_refill_event(request: Request, patient_id: str) -> Response:
     """The next refill of one patient as an iCalendar file (for the patient's own calendar)."""
-    from openitb.interop.ical import refill_calendar
+    from openitb.interop.ical import feed
 
     actor = signed_in(request)
     with uow(request, actor) as u:
@@ -521,6 +521,6 @@ def own_refill_event(request: Request, patient_id: str) -> Response:
         pump = record["pump"]
         rows = ([(pump.id, record["patient"].name, pump.serial, pump.refill_by,
                   pump.low_alarm_at)] if pump is not None and pump.refill_by else [])
-        body = refill_calendar(rows, now=u.now)
+        body = feed(u.session, rows, now=u.now)
     return Response(body, media_type="text/calendar",
                     headers={"Content-Disposition": 'attachment; filename="itb-refill.ics"'})
