@@ -97,12 +97,13 @@ def conflict_for(exc: BaseException) -> Conflict | None:
     return None
 
 
-_DIGITS = re.compile(r"\d+")
+_ID_SEGMENT = re.compile(r"(?<=/)(\d+|[^/]{16,})(?=/|$)")
 
 
 def fold_path(action: str) -> str:
-    """A request's method and path with ids folded (``POST /patients/{n}/refill``), bounded."""
-    return _DIGITS.sub("{n}", action)[:80]
+    """A request's method and path with numeric or long segments folded (ids, tokens:
+    ``POST /patients/{n}/refill``), bounded: a flood over many ids is one counter."""
+    return _ID_SEGMENT.sub("{n}", action.split("?", 1)[0])[:80]
 
 
 def jsonable(value: Any) -> Any:

@@ -1,6 +1,6 @@
 """The audit trail's hash chain: every row carries the hash of the row before it.
 
-Appending: a ``before_flush`` hook (installed on every session the clinic makes) takes the new
+Appending: a ``before_flush`` hook (installed on every session) takes the new
 audit rows of the flush in the order they were made, locks the chain's head row (so concurrent
 transactions append one after the other and the chain never forks), gives each row the next id,
 the previous row's hash and its own hash, and moves the head. Checking: :func:`verify` walks the
@@ -66,10 +66,11 @@ def _chain_new_entries(session: Session, _context: Any, _instances: Any) -> None
                  .values(last_id=last_id, last_hash=last_hash))
 
 
-def install(session_class: Any) -> None:
-    """Chain the audit rows of every session made by ``session_class`` (a sessionmaker)."""
-    if not event.contains(session_class, "before_flush", _chain_new_entries):
-        event.listen(session_class, "before_flush", _chain_new_entries)
+def install() -> None:
+    """Chain the audit rows of every session (idempotent; every SQLAlchemy session, so that no
+    path that adds an audit row can skip the chain)."""
+    if not event.contains(Session, "before_flush", _chain_new_entries):
+        event.listen(Session, "before_flush", _chain_new_entries)
 
 
 @dataclass(frozen=True)

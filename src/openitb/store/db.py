@@ -73,6 +73,5 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions whose audit rows are chained (``store/audit.py``) at every flush."""
     from openitb.store import audit
 
-    factory = sessionmaker(bind=engine, expire_on_commit=False)
-    audit.install(factory)
-    return factory
+    audit.install()
+    return sessionmaker(bind=engine, expire_on_commit=False)

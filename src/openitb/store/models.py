@@ -248,7 +248,7 @@ class AuditEntry(Base):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         # Not a column: the order the entries were made in, which is their order in the chain.
-        setattr(self, "_audit_order", next(_AUDIT_ORDER))
+        self.__dict__["_audit_order"] = next(_AUDIT_ORDER)
 
 
 class AuditHead(Base):
