@@ -203,6 +203,7 @@ def issue_link(uow: UnitOfWork, user_id: object, purpose: str = "reset", *,
     if purpose not in LINK_TTL:
         raise InvalidInput("purpose", brief(purpose, 20), "setup or reset")
     user: User = uow.get(User, user_id, "user")
+    uow.claim(user)  # two links issued at once: one is refused, so only one link works
     now = _wall_now()
     uow.session.execute(update(PasswordLink).where(PasswordLink.user_id == user.id,
                                                    PasswordLink.used_at.is_(None))

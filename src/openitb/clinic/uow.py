@@ -176,6 +176,25 @@ class UnitOfWork:
                 raise
             raise RefusedOperation(taken, code="conflict") from e
 
+    def claim(self, row: Any) -> None:
+        """Take the optimistic lock of a versioned row now (its version moves on), for a change
+        that writes other rows only: a change to the same row racing with it is a Conflict."""
+        from sqlalchemy import inspect, update
+        from sqlalchemy.orm.attributes import set_committed_value
+
+        mapper = inspect(row).mapper
+        column = mapper.version_id_col
+        key = mapper.get_property_by_column(column).key
+        current = getattr(row, key)
+        table = mapper.local_table
+        pk = mapper.primary_key[0]
+        done = self.session.execute(
+            update(table).where(pk == getattr(row, pk.key), column == current)
+            .values({column.name: current + 1}))
+        if getattr(done, "rowcount", 0) != 1:
+            raise StaleDataError(f"{table.name} {getattr(row, pk.key)} changed meanwhile")
+        set_committed_value(row, key, current + 1)
+
     def audit(self, action: str, entity: str, entity_id: object, before: dict[str, Any] | None,
               after: dict[str, Any] | None) -> None:
         """An entry for a change; written with the change, at commit, or not at all."""

@@ -91,8 +91,12 @@ class User(Base):
     # SHA-256 of the secret part of the personal calendar feed URL (calendar clients send no
     # cookie); the token itself is shown once, when it is issued or rotated.
     feed_token: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Optimistic lock: two changes to one account at once (a feed token, a password) cannot
+    # both be written.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     __table_args__ = (Index("uq_users_feed_token", "feed_token", unique=True),)
+    __mapper_args__ = {"version_id_col": version}
 
 
 class Pump(Base):

@@ -26,6 +26,9 @@ GENESIS = "0" * 64
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("version", sa.Integer(), server_default="1",
+                                      nullable=False))
     with op.batch_alter_table("audit_trail", schema=None) as batch_op:
         batch_op.add_column(sa.Column("prev_hash", sa.String(length=64), server_default="",
                                       nullable=False))
@@ -125,6 +128,8 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS audit_trail_no_replace")
     elif dialect == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS audit_trail_no_truncate ON audit_trail")
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("version")
     op.drop_index(op.f("ix_password_links_user_id"), table_name="password_links")
     op.drop_table("password_links")
     op.drop_index("uq_refusal_counts_key", table_name="refusal_counts")
