@@ -118,6 +118,8 @@ def patient_ref(uow: UnitOfWork, raw: object) -> int | None:
     if raw is None or raw == "":
         return None
     allowed = "the id of a registered patient (a whole number)"
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw.bit_length() > 63:
+        raise InvalidInput("patient_id", f"a {raw.bit_length()}-bit number", allowed)
     text = str(raw).strip() if isinstance(raw, int | str) and not isinstance(raw, bool) else ""
     if not (text.isascii() and text.isdigit()) or len(text) > 10:
         raise InvalidInput("patient_id", brief(raw, 40), allowed)

@@ -157,8 +157,9 @@ class UserIn(Bounded):
     username: str = Field(max_length=320)
     display_name: str = Field("", max_length=200)
     role: Literal["physician", "nurse", "patient", "admin"]
-    patient_id: int | str | None = Field(None, description="patient accounts are made by the "
-                                         "patient's clinician: POST /patients/{id}/accounts")
+    # Checked by the use case (clinic/accounts.py::patient_ref), which names the field.
+    patient_id: Any = Field(None, description="patient accounts are made by the patient's "
+                            "clinician: POST /patients/{id}/accounts")
 
 
 class PatientAccountIn(Bounded):

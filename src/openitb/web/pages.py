@@ -19,6 +19,7 @@ from openitb.web import charts, security
 from openitb.web.deps import check_csrf, need, sign_in, signed_in, uow
 
 router = APIRouter(include_in_schema=False)
+ECHO_CHARS = 500  # what a form shown again holds of a value typed into it
 
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -35,6 +36,9 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
 
             now = clinic_now(s)
     base["clinic_now"] = now
+    if isinstance(context.get("values"), Mapping):  # a form shown again: bounded echo
+        context = {**context, "values": {k: v[:ECHO_CHARS] if isinstance(v, str) else v
+                                         for k, v in context["values"].items()}}
     return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
 
