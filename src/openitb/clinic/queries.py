@@ -164,9 +164,11 @@ def patient_list(uow: UnitOfWork, search: str = "", limit: int = 200) -> list[di
          .outerjoin(Pump, (Pump.patient_id == Patient.id) & Pump.active)
          .order_by(Patient.name).limit(max(1, min(limit, 1000))))
     s = "".join(ch for ch in search.strip()[:100] if ch >= " ")
-    if s:
-        like = f"%{s.lower()}%"
-        q = q.where(or_(func.lower(Patient.name).like(like), func.lower(Patient.mrn).like(like)))
+    if s:  # the text is matched as typed: % and _ are not wildcards
+        escaped = s.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
+        q = q.where(or_(func.lower(Patient.name).like(like, escape="\\"),
+                        func.lower(Patient.mrn).like(like, escape="\\")))
     return [{"id": p.id, "mrn": p.mrn, "name": p.name, "stage": p.stage, "origin": p.origin,
              "refill_by": rb, "dose_per_day": dose,
              "withdrawal_risk": p.risk_high_injury or p.risk_communication or p.risk_prior_withdrawal}

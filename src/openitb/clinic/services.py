@@ -146,14 +146,16 @@ def _patient_values(fields: Mapping[str, Any], today: date) -> dict[str, Any]:
 
 
 def register_patient(uow: UnitOfWork, fields: Mapping[str, Any]) -> Patient:
+    uow.action = "register_patient"  # a refusal is logged as what was tried
     require(uow.actor, "edit_patient", uow)
     values = _patient_values(fields, uow.now.date())
     mrn = _text(fields, "mrn", max_len=40)
+    taken = f"mrn {mrn!r} is already registered"
     if uow.session.scalar(select(Patient).where(Patient.mrn == mrn)) is not None:
-        raise RefusedOperation(f"mrn {mrn!r} is already registered", code="conflict")
+        raise RefusedOperation(taken, code="conflict")
     p = Patient(mrn=mrn, created_at=uow.now, stage="candidate", checklist={}, **values)
     uow.session.add(p)
-    uow.session.flush()
+    uow.flush(taken)  # registered at the same moment by someone else: the unique index says so
     _visit(uow, p.id, "registration", f"registered as a candidate ({p.origin} origin)")
     uow.audit("register_patient", "patient", p.id, None, snapshot(p))
     return p
@@ -162,6 +164,7 @@ def register_patient(uow: UnitOfWork, fields: Mapping[str, Any]) -> Patient:
 def update_patient(uow: UnitOfWork, patient_id: object, expected_version: object,
                    fields: Mapping[str, Any]) -> Patient:
     """Edit demographics and risk factors; refuse if the record changed since it was read."""
+    uow.action = "update_patient"
     require(uow.actor, "edit_patient", uow)
     p = _patient(uow, patient_id)
     version = int(_number({"version": expected_version}, "version", 1, 1e12))

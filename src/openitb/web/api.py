@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from openitb.clinic import accounts, queries, services
 from openitb.clinic.clock import clock_mode
@@ -37,44 +37,51 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": Error}, 422: {"model": Error}}
 
 
-class Login(BaseModel):
-    username: str = Field(max_length=80)
+class Bounded(BaseModel):
+    """A request body: no field it does not name, no text longer than a field could hold."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=2000)
+
+
+class Login(Bounded):
+    username: str = Field(max_length=320)  # normalised (and refused past 80) by the use case
     password: str = Field(max_length=200)
 
 
-class PatientIn(BaseModel):
+class PatientIn(Bounded):
     mrn: str = Field(max_length=40)
     name: str = Field(max_length=200)
     birth_date: date
     origin: Literal["spinal", "cerebral"]
     weight_kg: float
-    diagnosis: str = ""
-    injury_level: str = ""
+    diagnosis: str = Field("", max_length=200)
+    injury_level: str = Field("", max_length=10)
     risk_high_injury: bool = False
     risk_communication: bool = False
     risk_prior_withdrawal: bool = False
-    emergency_contact: str = ""
+    emergency_contact: str = Field("", max_length=200)
 
 
-class PatientEdit(BaseModel):
-    version: int = Field(description="the version you read; a different one means a conflict")
-    name: str | None = None
+class PatientEdit(Bounded):
+    version: int = Field(ge=1, lt=2**63,
+                         description="the version you read; a different one means a conflict")
+    name: str | None = Field(None, max_length=200)
     weight_kg: float | None = None
-    diagnosis: str | None = None
-    injury_level: str | None = None
+    diagnosis: str | None = Field(None, max_length=200)
+    injury_level: str | None = Field(None, max_length=10)
     risk_high_injury: bool | None = None
     risk_communication: bool | None = None
     risk_prior_withdrawal: bool | None = None
-    emergency_contact: str | None = None
+    emergency_contact: str | None = Field(None, max_length=200)
 
 
-class Checklist(BaseModel):
+class Checklist(Bounded):
     screening_response: bool = False
     body_size: bool = False
     no_infection: bool = False
     no_allergy: bool = False
     interferes_with_function: bool = False
-    note: str = ""
+    note: str = Field("", max_length=1000)
 
 
 class ScreeningDoseIn(BaseModel):
@@ -129,15 +136,15 @@ class RefillIn(BaseModel):
     review_token: str | None = Field(None, max_length=100, description=TOKEN)
 
 
-class AckIn(BaseModel):
+class AckIn(Bounded):
     note: str = Field(max_length=2000)
 
 
-class MriIn(BaseModel):
+class MriIn(Bounded):
     minutes: float
 
 
-class ReplacementIn(BaseModel):
+class ReplacementIn(Bounded):
     planned_date: date
 
 
@@ -154,16 +161,33 @@ class ReplaceIn(BaseModel):
     review_token: str | None = Field(None, max_length=100, description=TOKEN)
 
 
-class ClockIn(BaseModel):
+class ClockIn(Bounded):
     step: Literal["day", "week", "next_alarm"]
 
 
-class UserIn(BaseModel):
-    username: str
-    display_name: str = ""
+class UserIn(Bounded):
+    """No password: the new user sets it with the one-time setup link in the answer."""
+
+    username: str = Field(max_length=320)
+    display_name: str = Field("", max_length=200)
     role: Literal["physician", "nurse", "patient", "admin"]
-    password: str
-    patient_id: int | None = None
+    # Checked by the use case (clinic/accounts.py::patient_ref), which names the field.
+    patient_id: Any = Field(None, description="patient accounts are made by the patient's "
+                            "clinician: POST /patients/{id}/accounts")
+
+
+class PatientAccountIn(Bounded):
+    username: str = Field(max_length=320)
+    display_name: str = Field("", max_length=200)
+
+
+class PasswordChange(Bounded):
+    current_password: str = Field(max_length=200)
+    new_password: str = Field(max_length=200)
+
+
+class PasswordSet(Bounded):
+    new_password: str = Field("", max_length=200)
 
 
 def _review(r: Planned) -> dict[str, Any]:
@@ -437,15 +461,74 @@ def audit(request: Request, limit: int = 200, actor: Actor = need("audit")) -> l
         return [snapshot(e) for e in queries.audit_trail(u, limit)]
 
 
+def _link(request: Request, token: str) -> str:
+    return f"{request.app.state.base_url}/password/{token}"
+
+
 @router.post("/users", status_code=201, responses=ERRORS)
 def create_user(body: UserIn, request: Request,
                 actor: Actor = need("accounts")) -> dict[str, Any]:
+    """A staff or administrator account; answers its one-time setup link (shown once)."""
     _csrf(request)
     with uow(request, actor) as u:
-        return snapshot(accounts.create_user(u, body.username, body.display_name, body.role,
-                                             body.password, body.patient_id))
+        user = accounts.create_user(u, body.username, body.display_name, body.role, None,
+                                    body.patient_id)
+        token = accounts.issue_link(u, user.id, "setup")
+        return {**snapshot(user), "setup_link": _link(request, token)}
 
 
+@router.post("/users/{user_id}/reset-link", status_code=201, responses=ERRORS)
+def reset_link(user_id: int, request: Request,
+               actor: Actor = need("accounts")) -> dict[str, Any]:
+    """A one-time link with which the user sets a new password (24 h); earlier links stop."""
+    _csrf(request)
+    with uow(request, actor) as u:
+        return {"reset_link": _link(request, accounts.issue_link(u, user_id, "reset"))}
+
+
+@router.post("/patients/{patient_id}/accounts", status_code=201, responses=ERRORS)
+def patient_account(patient_id: int, body: PatientAccountIn, request: Request,
+                    actor: Actor = need("link_patient")) -> dict[str, Any]:
+    """The patient's clinician links a patient or caregiver account to the patient."""
+    _csrf(request)
+    with uow(request, actor) as u:
+        user, token = accounts.create_patient_account(u, patient_id, body.username,
+                                                      body.display_name)
+        return {**snapshot(user), "setup_link": _link(request, token)}
+
+
+@router.post("/me/password", responses=ERRORS)
+def change_password(body: PasswordChange, request: Request,
+                    actor: Actor = Depends(signed_in)) -> dict[str, Any]:
+    """Change one's own password: every session ends (this one is renewed; use the new CSRF
+    token), the calendar feed token is revoked."""
+    with uow(request, actor) as u:
+        renewed = accounts.change_password(u, body.current_password, body.new_password)
+    request.state.session = security.new_session(renewed.user_id, renewed.epoch)
+    return {"status": "password changed", "csrf_token": request.state.session["csrf"]}
+
+
+@router.post("/password/{token}", responses=ERRORS)
+def use_password_link(token: str, body: PasswordSet, request: Request) -> dict[str, str]:
+    """Set a password with a one-time link (setup or reset)."""
+    with uow(request, request.state.actor or Actor("anonymous", "anonymous")) as u:
+        user = accounts.use_link(u, token, body.new_password)
+        return {"status": "password set", "username": user.username}
+
+
+@router.post("/me/calendar-feed", status_code=201, responses=ERRORS)
+def issue_feed(request: Request, actor: Actor = need("view_clinic")) -> dict[str, str]:
+    """A new personal calendar feed address (the old one stops working); shown once."""
+    with uow(request, actor) as u:
+        token = accounts.issue_feed_token(u)
+    return {"url": f"{request.app.state.base_url}/calendar/{token}/refills.ics"}
+
+
+@router.delete("/me/calendar-feed", responses=ERRORS)
+def revoke_feed(request: Request, actor: Actor = need("view_clinic")) -> dict[str, str]:
+    with uow(request, actor) as u:
+        accounts.revoke_feed_token(u)
+    return {"status": "revoked"}
 
 
 @router.get("/patients/{patient_id}/fhir", responses={**ERRORS, **FHIR_RESPONSES},

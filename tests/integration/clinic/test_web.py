@@ -232,35 +232,50 @@ def test_register_screen_and_implant_through_the_pages(demo_clinic: Clinic) -> N
     assert "99" not in re.search(r'id="e-weight"[^>]*>', doc.get(url).text).group(0)  # type: ignore[union-attr]
 
 
-def test_sign_in_is_throttled_after_repeated_failures(demo_clinic: Clinic) -> None:
-    c = client_for(demo_clinic)
+def test_sign_in_is_throttled_per_address_with_growing_delays(demo_clinic: Clinic) -> None:
+    """After the free failures an address must wait, growing with each failure; the wait is
+    refused (429, counted) without the password being checked."""
+    now = [1000.0]
+    app = create_app(demo_clinic, demo=True)
+    from openitb.web.throttle import ADDRESS_FREE, LoginThrottle
+
+    app.state.login_throttle = LoginThrottle(clock=lambda: now[0])
+    c = TestClient(app)
     token = csrf_of(c)
-    for _ in range(5):
-        r = c.post("/api/v1/auth/login", json={"username": "nurse.kim", "password": "guess"},
+
+    def attempt(password: str) -> int:
+        return c.post("/api/v1/auth/login", json={"username": "nurse.kim", "password": password},
+                      headers={"X-CSRF-Token": token}).status_code
+
+    for _ in range(ADDRESS_FREE):
+        assert attempt("guess") == 401
+    waits = []
+    for _ in range(4):
+        r = c.post("/api/v1/auth/login", json={"username": "nurse.kim", "password": DEMO_PASSWORD},
                    headers={"X-CSRF-Token": token})
-        assert r.status_code == 401
-    r = c.post("/api/v1/auth/login", json={"username": "nurse.kim", "password": DEMO_PASSWORD},
-               headers={"X-CSRF-Token": token})
-    assert r.status_code == 429 and "too many failed sign-ins" in r.json()["reason"]
-    other = c.post("/api/v1/auth/login", json={"username": "dr.rivera", "password": DEMO_PASSWORD},
-                   headers={"X-CSRF-Token": token})
-    assert other.status_code == 200
+        assert r.status_code == 429 and "too many failed sign-ins" in r.json()["reason"]
+        waits.append(int(r.json()["reason"].split("try again in ")[1].split()[0]))
+        now[0] += waits[-1]  # wait it out, then fail again
+        assert attempt("guess") == 401
+    assert waits == sorted(waits) and waits[-1] > waits[0]  # the delay grows
     with demo_clinic.uow(SYSTEM) as u:
         codes = [e.after.get("code") for e in u.session.scalars(select(AuditEntry).where(
             AuditEntry.actor == "nurse.kim", AuditEntry.outcome == "refused")) if e.after]
-        assert codes.count("unauthenticated") == 5 and codes.count("throttled") == 1
+    assert codes.count("unauthenticated") == ADDRESS_FREE + 4  # guesses at a real account
+    assert "throttled" not in codes  # counted, not one row each
 
 
 def test_throttle_window_passes() -> None:
-    from openitb.web.throttle import LoginThrottle
+    from openitb.web.throttle import ADDRESS_FREE, WINDOW_S, LoginThrottle
 
     now = [0.0]
-    t = LoginThrottle(max_failures=2, window_s=60, clock=lambda: now[0])
-    t.failed("A")
-    t.failed("a")
-    assert t.wait_seconds("a") == 60
-    now[0] = 61
-    assert t.wait_seconds("a") == 0
+    t = LoginThrottle(clock=lambda: now[0])
+    for _ in range(ADDRESS_FREE + 1):
+        t.failed("a", "1.2.3.4")
+    assert t.wait_seconds("a", "1.2.3.4") > 0
+    assert t.wait_seconds("a", "5.6.7.8") == 0  # another address, the same account
+    now[0] = WINDOW_S + 1
+    assert t.wait_seconds("a", "1.2.3.4") == 0
 
 
 def test_sign_out_ends_every_session_of_the_user(demo_clinic: Clinic) -> None:
