@@ -131,5 +131,9 @@ def import_transaction(uow: UnitOfWork, bundle: dict[str, Any]) -> int:
             implant["concentration"] = med["ingredient"][0]["strengthRatio"]["numerator"]["value"]
             implant["dose_per_day"] = rx["dosageInstruction"][0]["doseAndRate"][0][
                 "rateQuantity"]["value"]
+        # The implant goes through the safety kernel like any other: reviewed, then confirmed
+        # with the review's token (posting the Bundle is the importer's confirmation).
+        implant["confirmed"] = True
+        implant["review_token"] = services.implant_review(uow, pid, implant).token
         services.implant(uow, pid, implant)
     return pid

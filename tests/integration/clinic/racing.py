@@ -138,11 +138,12 @@ def _patient(clinic: Clinic, mrn: str, stage: str) -> int:
         with clinic.uow(DR) as u:
             services.record_screening(u, pid, RESPONDER)
     if stage == "implanted":
-        with clinic.uow(DR) as u:
-            services.implant(u, pid, {"profile": "itb-20", "serial": f"SN-{mrn}",
-                                      "catheter_length_cm": 90, "tip_level": "T10",
-                                      "volume_ml": 20, "concentration": 500,
-                                      "dose_per_day": 300})
+        implant = {"profile": "itb-20", "serial": f"SN-{mrn}", "catheter_length_cm": 90,
+                   "tip_level": "T10", "volume_ml": 20, "concentration": 500,
+                   "dose_per_day": 300, "confirmed": True}
+        with clinic.uow(DR) as u:  # reviewed, then confirmed with the review's token
+            token = services.implant_review(u, pid, implant).token
+            services.implant(u, pid, {**implant, "review_token": token})
     return pid
 
 

@@ -51,10 +51,12 @@ def test_reschedule_keeps_the_uid_and_raises_sequence(demo_clinic: Clinic) -> No
     store = CalendarStore()
     store.load(_feed(c))
     [before] = store.of("Mia Lindqvist")
-    for dose in (360, 420):  # two program changes: the refill-by date moves twice
-        with demo_clinic.uow(DOCTOR) as u:
-            services.program(u, pid, {"mode": "continuous", "dose_per_day": dose,
-                                      "context": "titration", "confirmed": True})
+    for dose in (360, 380):  # two changes within the 24 h step: the refill-by date moves twice
+        fields = {"mode": "continuous", "dose_per_day": dose, "context": "titration",
+                  "confirmed": True}
+        with demo_clinic.uow(DOCTOR) as u:  # review, then confirm with the review's token
+            token = services.program_review(u, pid, fields).token
+            services.program(u, pid, {**fields, "review_token": token})
         store.load(_feed(c))
     [after] = store.of("Mia Lindqvist")
     assert str(after["uid"]) == str(before["uid"])
@@ -74,10 +76,12 @@ def test_early_refill_cancels_the_old_appointment(demo_clinic: Clinic) -> None:
     store.load(_feed(c))
     [booked] = store.of("Mia Lindqvist")
     with demo_clinic.uow(DOCTOR) as u:
-        review = services.refill_review(u, pid, {"withdrawn_ml": 0, "volume_ml": 20,
-                                                 "concentration": 500})
-        services.refill(u, pid, {"withdrawn_ml": review["expected"].value, "volume_ml": 20,
-                                 "concentration": 500, "confirmed": True})
+        first = services.refill_review(u, pid, {"withdrawn_ml": 0, "volume_ml": 20,
+                                                "concentration": 500})
+        fields = {"withdrawn_ml": round(first.fact("discrepancy")["expected_ml"], 2),
+                  "volume_ml": 20, "concentration": 500, "confirmed": True}
+        token = services.refill_review(u, pid, fields).token
+        services.refill(u, pid, {**fields, "review_token": token})
     store.load(_feed(c))
     old = store.events[str(booked["uid"])]
     assert str(old["status"]) == "CANCELLED"

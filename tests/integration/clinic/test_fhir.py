@@ -146,8 +146,10 @@ def test_codes_units_contact_and_identifier(demo_clinic: Clinic,
 
 def test_explanted_pump_stays_in_the_history(demo_clinic: Clinic) -> None:
     pid = patient_ids(demo_clinic)["ITB-1003"]
-    with demo_clinic.uow(DOCTOR) as u:
-        services.replace_pump(u, pid, {"serial": "SN-NEW-1", "volume_ml": 20})
+    fields = {"serial": "SN-NEW-1", "volume_ml": 20, "confirmed": True}
+    with demo_clinic.uow(DOCTOR) as u:  # reviewed, then confirmed with the review's token
+        token = services.replacement_review(u, pid, fields).token
+        services.replace_pump(u, pid, {**fields, "review_token": token})
     with demo_clinic.uow(DOCTOR) as u:
         b = fhir.patient_bundle(queries.patient_record(u, pid), now=u.now, version=fhir.R4)
     devices = {d["serialNumber"]: d["status"] for d in _resources(b, "Device")}
