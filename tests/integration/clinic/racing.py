@@ -96,6 +96,7 @@ class Case:
     one_winner: bool = False
     late: tuple[str, ...] = ()  # refusal codes (422) a request arriving after the winner may get
     check: Callable[[Clinic, list[tuple[int, int, Any]]], str | None] = lambda c, r: None
+    review: bool = False  # a kernel change: each client reviews (path + "/review") first
 
 
 @dataclass
@@ -203,14 +204,15 @@ def cases(clinic: Clinic, tag: str) -> list[Case]:
         Case("implant", "POST", f"/api/v1/patients/{screened}/implant",
              lambda i: {"profile": "itb-20", "serial": f"SN-I-{tag}-{i}",
                         "catheter_length_cm": 90, "tip_level": "T10", "volume_ml": 20,
-                        "concentration": 500, "dose_per_day": 300}, "implant",
-             one_winner=True, late=("stage",), check=rows(Pump, Pump.patient_id == screened)),
+                        "concentration": 500, "dose_per_day": 300, "confirmed": True},
+             "implant", review=True, one_winner=True, late=("stage",), check=rows(Pump, Pump.patient_id == screened)),
         Case("program", "POST", f"/api/v1/patients/{pump}/program",
-             lambda i: {"dose_per_day": 300 + i, "confirmed": True}, "program",
+             lambda i: {"dose_per_day": 300 + i, "confirmed": True}, "program", review=True,
              check=rows(Program, Program.patient_id == pump)),
         Case("refill", "POST", f"/api/v1/patients/{pump}/refill",
              lambda i: {"withdrawn_ml": 0, "volume_ml": 20, "concentration": 500,
-                        "confirmed": True, "note": f"race {i}"}, "refill",
+                        "confirmed": True, "note": f"race {i}",
+                        "override_reason": "race: none withdrawn"}, "refill", review=True,
              check=rows(Refill, Refill.patient_id == pump)),
         Case("MRI", "POST", f"/api/v1/patients/{pump}/mri", lambda i: {"minutes": 10},
              "record_mri", check=rows(MriRecord, MriRecord.patient_id == pump)),
@@ -219,7 +221,8 @@ def cases(clinic: Clinic, tag: str) -> list[Case]:
         Case("plan replacement", "POST", f"/api/v1/patients/{pump}/replacement",
              lambda i: {"planned_date": future}, "plan_replacement"),
         Case("replace pump", "POST", f"/api/v1/patients/{replaced}/replace",
-             lambda i: {"serial": f"SN-R-{tag}-{i}", "volume_ml": 20}, "replace_pump",
+             lambda i: {"serial": f"SN-R-{tag}-{i}", "volume_ml": 20, "confirmed": True},
+             "replace_pump", review=True,
              check=rows(Pump, Pump.patient_id == replaced)),
         Case("acknowledge alarm", "POST", f"/api/v1/alarms/{alarm_id}/acknowledge",
              lambda i: {"note": f"called the patient ({i})"}, "acknowledge_alarm",
@@ -268,6 +271,9 @@ def _run(clinic: Clinic, case: Case, clients: list[httpx.Client]) -> Outcome:
 
     def one(i: int, c: httpx.Client) -> None:
         body = case.body(i)
+        if case.review and body is not None:  # confirm what this client's review showed
+            seen = c.post(case.path + "/review", json=body)
+            body = {**body, "review_token": seen.json().get("review_token")}
         barrier.wait()
         r = c.request(case.method, case.path, json=body) if body is not None \
             else c.request(case.method, case.path)
