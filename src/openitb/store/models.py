@@ -298,6 +298,22 @@ class PasswordLink(Base):
     issued_by: Mapped[str] = mapped_column(String(80))
 
 
+class ApiToken(Base):
+    """A personal access token for API clients (``Authorization: Bearer``): it acts as its
+    owner, with the owner's role at the time of each request. Only the token's SHA-256 is kept;
+    it stops at ``expires_at`` or when revoked (rows are kept for the audit trail)."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    prefix: Mapped[str] = mapped_column(String(12))  # shown in lists, to recognise a token
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 __all__ = ["Base", "Patient", "User", "Pump", "Program", "Screening", "Refill", "Alarm", "Visit",
            "MriRecord", "Setting", "AuditEntry", "AuditHead", "RefusalCount", "PasswordLink",
-           "UTCDateTime"]
+           "ApiToken", "UTCDateTime"]

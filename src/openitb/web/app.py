@@ -24,7 +24,7 @@ from openitb.clinic.facade import Clinic
 from openitb.clinic.uow import Actor, brief
 from openitb.errors import InvalidInput, RefusedOperation
 from openitb.web import security
-from openitb.web.deps import CsrfFailed, NotSignedIn, log_refusal
+from openitb.web.deps import CsrfFailed, NotSignedIn, bearer_actor, bearer_token, log_refusal
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -128,11 +128,16 @@ class SessionMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cookie = Request(scope).cookies.get(security.COOKIE)
+        request = Request(scope)
+        state = scope.setdefault("state", {})
+        token = bearer_token(scope["path"], request.headers.get("authorization"))
+        if token is not None:  # an API client's personal access token: no cookie, no CSRF
+            await self._bearer(scope, receive, send, request, state, token)
+            return
+        cookie = request.cookies.get(security.COOKIE)
         data = self.codec.load(cookie)
         fresh = data is None
         session = data or security.new_session()
-        state = scope.setdefault("state", {})
         state["session"] = session
         state["actor"] = None
         if session.get("uid") is not None:
@@ -142,7 +147,6 @@ class SessionMiddleware:
                 session = state["session"] = security.new_session()
                 fresh = True
         before = dict(session)
-        request = Request(scope)
         api_csrf_failed = (scope["path"].startswith("/api/") and scope["method"] not in SAFE_METHODS
                            and not security.csrf_ok(session, request.headers.get("x-csrf-token")))
 
@@ -168,6 +172,32 @@ class SessionMiddleware:
                 scope, receive, send_with_cookie)
             return
         await self.app(scope, receive, send_with_cookie)
+
+    async def _bearer(self, scope: Scope, receive: Receive, send: Send, request: Request,
+                      state: dict[str, Any], token: str) -> None:
+        """A bearer request: its token's owner acts (401 if the token is not valid now); the
+        session is a throwaway, never written to a cookie."""
+        actor = await anyio.to_thread.run_sync(bearer_actor, self.clinic, token)
+
+        async def send_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, val in SECURITY_HEADERS:
+                    if key.decode() not in headers:
+                        headers.append(key.decode(), val.decode())
+            await send(message)
+
+        if actor is None:
+            exc = RefusedOperation("the bearer token is unknown, revoked or expired",
+                                   code="unauthenticated")
+            await anyio.to_thread.run_sync(log_refusal, request, None, exc)
+            await JSONResponse({"error": exc.code, "reason": exc.reason}, 401,
+                               headers={"www-authenticate": "Bearer"})(
+                scope, receive, send_headers)
+            return
+        state.update(session=security.new_session(actor.user_id, actor.epoch), actor=actor,
+                     bearer=True)
+        await self.app(scope, receive, send_headers)
 
     def _actor(self, uid: int, epoch: int) -> Actor | None:
         with self.clinic.factory() as s:
@@ -271,6 +301,7 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
     from openitb.web import api, fhir_api, pages
 
     app.include_router(api.router)
+    app.openapi = lambda: api.openapi_document(app)  # type: ignore[method-assign]
     app.include_router(fhir_api.router)
     app.include_router(pages.router)
 

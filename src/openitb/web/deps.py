@@ -76,7 +76,35 @@ def need(permission: str) -> Any:
     return Depends(gate)
 
 
+# ---- personal access tokens (clinic/api_tokens.py) ---------------------------------------------
+BEARER_PATHS = ("/api/", "/fhir/")  # the JSON API and the FHIR face; never the pages
+
+
+def bearer_token(path: str, authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer`` header on an API path, else None (the
+    session cookie decides)."""
+    if authorization is None or not path.startswith(BEARER_PATHS):
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def bearer_actor(c: Clinic, token: str) -> Actor | None:
+    """The owner of a valid token (None: unknown, revoked, expired, or the account is off)."""
+    from openitb.clinic.api_tokens import actor_for_token
+
+    with c.factory() as s:
+        return actor_for_token(s, token)
+
+
+def by_bearer(request: Request) -> bool:
+    """This request was authenticated by a bearer token (not by the session cookie)."""
+    return bool(getattr(request.state, "bearer", False))
+
+
 def check_csrf(request: Request, form_token: str | None = None) -> None:
+    if by_bearer(request):  # no cookie was used: there is nothing to forge
+        return
     session: dict[str, Any] = request.state.session
     given = request.headers.get("x-csrf-token") or form_token
     from openitb.web.security import csrf_ok
