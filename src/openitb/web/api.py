@@ -539,9 +539,9 @@ def fhir_bundle(patient_id: int, request: Request, type: str = "collection") -> 
     return export_response(request, patient_id, type)
 
 
-ICS = {200: {"content": {"text/calendar": {"schema": {"type": "string"}}},
+ICS: dict[int | str, dict[str, Any]] = {200: {"content": {"text/calendar": {"schema": {"type": "string"}}},
              "description": "an iCalendar file (RFC 5545), not JSON"}}
-PDF = {200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+PDF: dict[int | str, dict[str, Any]] = {200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
              "description": "a PDF document"}}
 
 

@@ -298,11 +298,12 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    from openitb.web import api, fhir_api, pages
+    from openitb.web import api, fhir_api, pages, token_pages
 
     app.include_router(api.router)
     app.openapi = lambda: api.openapi_document(app)  # type: ignore[method-assign]
     app.include_router(fhir_api.router)
+    app.include_router(token_pages.router)
     app.include_router(pages.router)
 
     @app.get("/healthz", include_in_schema=False)
