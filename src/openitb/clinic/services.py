@@ -16,7 +16,7 @@ from openitb.clinic.accounts import require, require_patient_access
 from openitb.clinic.clock import set_demo_clock
 from openitb.clinic.driving import Planned, apply_on, patient_facts, review_on
 from openitb.clinic.pumps import PumpGateway, PumpReading
-from openitb.clinic.review_binding import ChangedSinceReview, review_token
+from openitb.clinic.review_binding import ChangedSinceReview, state_token
 from openitb.clinic.uow import Conflict, UnitOfWork, snapshot
 from openitb.devices import get_pump, load_catalog
 from openitb.drugs import Context, Origin, load_library
@@ -674,7 +674,7 @@ def _replacement(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
          "new_catheter": new_catheter, "old": old, "old_reading": old_reading}
     pump = _new_pump(uow, p, v)
     v["pump"] = pump
-    old_part = review_token("replaced pump", [], old_status, None)[:16]
+    old_part = state_token(old_status)[:16]
     kernel_token = None
     if token is not None:
         kernel_token, _, given_old = token.partition(".")
