@@ -29,6 +29,7 @@ from openitb.programmer.link import PumpLink, ReadbackMismatch
 from openitb.programmer.record import SessionRecord
 from openitb.pump import commands as cmd
 from openitb.pump.controller import PumpController
+from openitb.pump.status import PumpStatus, parse_pump_status
 from openitb.pumpservice.service import PumpService
 from openitb.telemetry.client import ProgrammerClient, TelemetryError
 from openitb.telemetry.session import CommandError, Role
@@ -53,6 +54,11 @@ class PumpReading:
     program_concentration: float
     pump_time: datetime
     data: dict[str, Any]
+
+    @property
+    def pump_status(self) -> PumpStatus:
+        """The pump's status as the one typed vocabulary (controller, wire, kernel, clinic)."""
+        return parse_pump_status(self.status.get("state"))
 
     @property
     def reservoir_concentration(self) -> float:

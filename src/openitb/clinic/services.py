@@ -16,12 +16,13 @@ from openitb.clinic.accounts import require, require_patient_access
 from openitb.clinic.clock import set_demo_clock
 from openitb.clinic.driving import Planned, apply_on, patient_facts, review_on
 from openitb.clinic.pumps import PumpGateway, PumpReading
-from openitb.clinic.review_binding import ChangedSinceReview, review_token
+from openitb.clinic.review_binding import ChangedSinceReview, state_token
 from openitb.clinic.uow import Conflict, UnitOfWork, snapshot
 from openitb.devices import get_pump, load_catalog
 from openitb.drugs import Context, Origin, load_library
 from openitb.errors import InvalidInput, RefusedOperation
 from openitb.pump.alarms import CRITICAL
+from openitb.pump.status import PumpStatus
 from openitb.safety import proposals as sp
 from openitb.safety.rules import stop_rule
 from openitb.store.models import (
@@ -606,10 +607,12 @@ def post_mri_check(uow: UnitOfWork, mri_id: object) -> MriRecord:
         s.commit()
         reading = s.reading(status)
     _sync(uow, pump, reading)
-    state = reading.status["state"]
+    state = reading.pump_status
     row.checked_at = uow.now
-    row.check_result = ("infusing again: the pump resumed after the scan" if state == "running"
-                        else f"pump state {state}: not infusing yet; recheck, watch for withdrawal")
+    row.check_result = ("infusing again: the pump resumed after the scan"
+                        if state is PumpStatus.RUNNING else
+                        f"pump state {state.value}: not infusing yet; recheck, watch for "
+                        "withdrawal")
     _visit(uow, p.id, "mri_check", row.check_result)
     uow.session.flush()
     uow.audit("post_mri_check", "mri", row.id, before, snapshot(row))
@@ -674,7 +677,7 @@ def _replacement(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
          "new_catheter": new_catheter, "old": old, "old_reading": old_reading}
     pump = _new_pump(uow, p, v)
     v["pump"] = pump
-    old_part = review_token("replaced pump", [], old_status, None)[:16]
+    old_part = state_token(old_status)[:16]
     kernel_token = None
     if token is not None:
         kernel_token, _, given_old = token.partition(".")
@@ -740,14 +743,15 @@ def _sync(uow: UnitOfWork, pump: Pump, reading: PumpReading, *, rebook: bool = F
     pump.reservoir_ml = st["reservoir_estimate_ml"]
     pump.concentration = reading.program_concentration
     presc = reading.prescription
-    running = st["state"] not in ("stopped", "end_of_service")
+    status = reading.pump_status
+    running = status not in (PumpStatus.STOPPED, PumpStatus.END_OF_SERVICE)
     # A program that ends continuous delivery (the kernel's rule) infuses nothing to plan on.
     continuous = presc is not None and running and stop_rule(presc) is None
     pump.dose_per_day = presc.daily_dose().value if continuous and presc is not None else 0.0
     pump.synced_at = uow.now
     days_left = float(st["battery_days_left"])
     pump.eri_at = (uow.now + timedelta(days=days_left - profile.eri_days)
-                   if st["state"] != "end_of_service" else None)
+                   if status is not PumpStatus.END_OF_SERVICE else None)
     if presc is not None and reading.program_concentration > 0 and continuous:
         proj = project_refill(presc, profile,
                               Milliliters(min(max(st["reservoir_estimate_ml"], 0.0),
