@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 from sqlalchemy import text
+from tests.integration.clinic.racing import race
 
 from openitb.clinic.demo import seed_demo
 from openitb.clinic.facade import Clinic
 from openitb.store import audit
 from openitb.store.db import make_engine
-from tests.integration.clinic.racing import race
 
 
 def _clinic(url: str) -> Clinic:
