@@ -180,6 +180,8 @@ def update_patient(uow: UnitOfWork, patient_id: object, expected_version: object
     merged.update({k: v for k, v in fields.items() if k in merged})
     for key, value in _patient_values(merged, uow.now.date()).items():
         setattr(p, key, value)
+    if not uow.session.is_modified(p):
+        uow.claim(p)  # an edit that changes nothing still checks (and moves) the version
     uow.session.flush()  # the version check happens here (UPDATE ... WHERE version = ?)
     uow.audit("update_patient", "patient", p.id, before, snapshot(p))
     return p

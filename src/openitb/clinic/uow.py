@@ -245,11 +245,11 @@ def count_refusal(s: Session, now: datetime, path: str, address: str, code: str)
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    stmt = insert(RefusalCount.__table__).values(
+    stmt = insert(RefusalCount).values(
         hour=hour, path=path, address=address, code=code, count=1, first_at=now, last_at=now)
     s.execute(stmt.on_conflict_do_update(
         index_elements=["hour", "path", "address", "code"],
-        set_={"count": RefusalCount.__table__.c.count + 1, "last_at": stmt.excluded.last_at}))
+        set_={"count": RefusalCount.count + 1, "last_at": stmt.excluded.last_at}))
 
 
 def utc(t: datetime) -> datetime:

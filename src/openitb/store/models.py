@@ -193,8 +193,11 @@ class Alarm(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(80), default=None)
     note: Mapped[str | None] = mapped_column(Text, default=None)
     cleared_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Optimistic lock: two acknowledgements of one alarm at once cannot both be written.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     __table_args__ = (Index("ix_alarms_open", "acknowledged_at", "cleared_at"),)
+    __mapper_args__ = {"version_id_col": version}
 
 
 class Visit(Base):

@@ -167,7 +167,7 @@ def cases(clinic: Clinic, tag: str) -> list[Case]:
         winners = [i for i, status, _ in results if status == 200]
         with c.factory() as s:
             weight = s.get(Patient, edit).weight_kg  # type: ignore[union-attr]
-        if len(winners) != 1 or weight != 60 + winners[0]:
+        if len(winners) != 1 or weight != 70 + winners[0]:
             return f"winners {winners}, stored weight {weight}"
         return None
 
@@ -190,8 +190,10 @@ def cases(clinic: Clinic, tag: str) -> list[Case]:
 
     future = (now + timedelta(days=30)).date().isoformat()
     return [
+        # Client 0 sends the weight the record has (70 kg): a no-op edit of a stale version is
+        # refused too.
         Case("PATCH patient (one version)", "PATCH", f"/api/v1/patients/{edit}",
-             lambda i: {"version": version, "weight_kg": 60 + i}, "update_patient",
+             lambda i: {"version": version, "weight_kg": 70 + i}, "update_patient",
              one_winner=True, check=weight_kept),
         Case("register one MRN", "POST", "/api/v1/patients",
              lambda i: {"mrn": f"MRN-{tag}", "name": f"Twin {i}", "birth_date": "1980-01-01",

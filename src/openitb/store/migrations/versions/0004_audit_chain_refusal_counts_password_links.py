@@ -11,6 +11,7 @@ backfill only); existing calendar feed tokens are kept, stored as their SHA-256 
 from __future__ import annotations
 
 import hashlib
+from typing import cast
 
 import sqlalchemy as sa
 from alembic import op
@@ -26,9 +27,10 @@ GENESIS = "0" * 64
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("version", sa.Integer(), server_default="1",
-                                      nullable=False))
+    for table in ("users", "alarms"):  # optimistic locks
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.add_column(sa.Column("version", sa.Integer(), server_default="1",
+                                          nullable=False))
     with op.batch_alter_table("audit_trail", schema=None) as batch_op:
         batch_op.add_column(sa.Column("prev_hash", sa.String(length=64), server_default="",
                                       nullable=False))
@@ -82,7 +84,7 @@ def _backfill() -> None:
         op.execute("DROP TRIGGER IF EXISTS audit_trail_no_update")
     elif dialect == "postgresql":
         op.execute("ALTER TABLE audit_trail DISABLE TRIGGER audit_trail_append_only")
-    table = AuditEntry.__table__
+    table = cast(sa.Table, AuditEntry.__table__)
     prev, last_id = GENESIS, 0
     rows = bind.execute(sa.select(table).order_by(table.c.id)).mappings().all()
     for r in rows:
@@ -128,8 +130,9 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS audit_trail_no_replace")
     elif dialect == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS audit_trail_no_truncate ON audit_trail")
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("version")
+    for table in ("users", "alarms"):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_column("version")
     op.drop_index(op.f("ix_password_links_user_id"), table_name="password_links")
     op.drop_table("password_links")
     op.drop_index("uq_refusal_counts_key", table_name="refusal_counts")
