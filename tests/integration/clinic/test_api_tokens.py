@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from openitb.clinic import api_tokens
@@ -160,3 +162,16 @@ def test_account_page_makes_lists_and_revokes_tokens(demo_clinic: Clinic) -> Non
     assert _bearer(app, secret).get("/api/v1/me").status_code == 401
     forged = c.post(f"/account/tokens/{row['id']}/revoke", data={"csrf_token": "nope"})
     assert forged.status_code == 403
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(guess=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=120))
+def test_property_no_guessed_bearer_token_gets_in(demo_clinic: Clinic, guess: str) -> None:
+    """Any header value that is not an issued token is 401 (never 200, never 5xx), with or
+    without the token prefix."""
+    app = create_app(demo_clinic, demo=True)
+    for value in (guess, api_tokens.PREFIX + guess):
+        r = _bearer(app, value).get("/api/v1/patients")
+        assert r.status_code == 401, (value, r.status_code)
+
