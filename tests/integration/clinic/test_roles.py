@@ -99,15 +99,25 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/patients/{patient_id}/account"): "link_patient",
     ("POST", "/patients/{patient_id}/account"): "link_patient",
     ("POST", "/api/v1/patients/{patient_id}/accounts"): "link_patient",
+    # issue 17: documents and feeds in the API, personal access tokens (API and account page)
+    ("GET", "/api/v1/calendar/{token}/refills.ics"): PUBLIC,  # the token is the credential
+    ("GET", "/api/v1/patients/{patient_id}/wallet-card.pdf"): RECORD,
+    ("GET", "/api/v1/patients/{patient_id}/summary.pdf"): RECORD,
+    ("GET", "/api/v1/patients/{patient_id}/refill.ics"): RECORD,
+    ("GET", "/api/v1/me/tokens"): SIGNED_IN, ("POST", "/api/v1/me/tokens"): SIGNED_IN,
+    ("DELETE", "/api/v1/me/tokens/{token_id}"): SIGNED_IN,
+    ("GET", "/account/tokens"): SIGNED_IN, ("POST", "/account/tokens"): SIGNED_IN,
+    ("POST", "/account/tokens/{token_id}/revoke"): SIGNED_IN,
 }
 
 
 def routes(clinic: Clinic) -> list[tuple[str, str]]:
-    from openitb.web import api, pages
+    from openitb.web import api, pages, token_pages
 
     app = create_app(clinic, demo=True)
     out = []
-    for r in [*api.router.routes, *pages.router.routes, *app.router.routes]:
+    for r in [*api.router.routes, *pages.router.routes, *token_pages.router.routes,
+              *app.router.routes]:
         if isinstance(r, APIRoute):
             for m in r.methods:
                 out.append((m, r.path))
@@ -137,7 +147,7 @@ def test_role_matrix(demo_clinic: Clinic) -> None:
         alarm_id = u.session.scalars(select(Alarm.id)).first()
         mri_id = u.session.scalars(select(MriRecord.id)).first()
     fill = {"patient_id": str(own), "alarm_id": str(alarm_id), "mri_id": str(mri_id),
-            "token": "no-such-token", "user_id": "1"}
+            "token": "no-such-token", "user_id": "1", "token_id": "1"}
     failures = []
     for role in ROLES:
         client = TestClient(create_app(demo_clinic, demo=True))
