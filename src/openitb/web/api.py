@@ -1,7 +1,9 @@
 """The JSON API under /api/v1 (OpenAPI at /api/v1/openapi.json).
 
 Authentication is the same signed session cookie as the pages (POST /api/v1/auth/login), and
-every unsafe request carries the CSRF token in the ``X-CSRF-Token`` header. Permission is checked
+every unsafe request carries the CSRF token in the ``X-CSRF-Token`` header; or a personal access
+token (``Authorization: Bearer``, clinic/api_tokens.py), with no CSRF header. Every answer is a
+model of web/schemas.py; every refusal the one ``Error`` shape. Permission is checked
 before the body is read (403 for a role that may not act), and again by the use case."""
 
 from __future__ import annotations
