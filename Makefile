@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean fhirjs
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,8 +15,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/itb serve --demo $(SERVE_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) fhirjs
 	$(BIN)/pytest
+
+# FHIR.js (npm package 'fhir', pinned in tests/fhirjs/package-lock.json) validates the R4 Bundles
+# in tests/integration/clinic/test_fhir.py; skipped there when node is missing.
+fhirjs: tests/fhirjs/node_modules/.installed
+
+tests/fhirjs/node_modules/.installed: tests/fhirjs/package.json tests/fhirjs/package-lock.json
+	@if command -v npm >/dev/null; then cd tests/fhirjs && npm ci --no-audit --no-fund --silent \
+	  && touch node_modules/.installed; else echo "npm not found: FHIR.js checks will be skipped"; fi
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from openitb.commands import (  # noqa: F401 (pump_service registers on pump)
+    audit,
     calc,
     demo,
     fleet,
@@ -34,6 +35,7 @@ app.add_typer(programmer.app, name="programmer")
 app.add_typer(programmer.ptm_app, name="ptm")
 app.add_typer(serve.app, name="serve")
 app.add_typer(users.app, name="users")
+app.add_typer(audit.app, name="audit")
 # Each command group registers here, one line each.
 
 

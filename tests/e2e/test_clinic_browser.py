@@ -231,3 +231,77 @@ def test_patient_search_updates_in_place(server: tuple[str, dict[str, int]],
     assert page.evaluate("window.__marker") == 1
     assert "Mia Lindqvist" in page.locator("#patient-rows").inner_text()
     shot(page, "11-patient-search-htmx")
+
+
+def test_a_program_changed_after_review_is_not_written(server: tuple[str, dict[str, int]],
+                                                       browser: object) -> None:
+    """On main: reviewed 330 mcg/day, changed the field to 390, confirmed: 390 was written
+    without being reviewed. Now the confirm is bound to the review's token: 409, nothing
+    written, and the new value is shown for review."""
+    base, ids = server
+    pid = ids["ITB-1003"]  # Mia Lindqvist: 300 mcg/day
+    page = sign_in(browser, base, "nurse.kim")
+    page.goto(f"{base}/patients/{pid}/program")
+    dose = page.get_by_label("Daily dose (mcg/day), continuous")
+    dose.fill("330")
+    page.get_by_role("button", name="Review").click()
+    page.wait_for_load_state()
+    assert "330" in page.locator("#review").inner_text()
+    page.get_by_label("Daily dose (mcg/day), continuous").fill("390")  # changed after Review
+    page.get_by_label(re.compile("I have reviewed the settings")).check()
+    with page.expect_response(lambda r: r.request.method == "POST") as resp:  # type: ignore[attr-defined]
+        page.get_by_role("button", name="Write to the pump").click()
+    assert resp.value.status == 409
+    page.wait_for_load_state()
+    assert "changed since your review: review again" in page.locator(".error").inner_text()
+    assert "390" in page.locator("#review").inner_text()  # the new value, to review
+    shot(page, "10-program-changed-after-review")
+    page.goto(f"{base}/patients/{pid}")
+    assert "300 mcg/day" in page.locator("#dose").inner_text()  # nothing was written
+
+
+def test_a_refill_changed_after_review_is_not_written(server: tuple[str, dict[str, int]],
+                                                      browser: object) -> None:
+    """On main: reviewed 500 mcg/mL (no bridge), changed to 1000, confirmed: 1000 mcg/mL was
+    written with a bridge bolus never shown. Now: 409, nothing written, the bridge shown."""
+    base, ids = server
+    pid = ids["ITB-1008"]  # Tomasz Kowalski: 300 mcg/day at 500 mcg/mL
+    page = sign_in(browser, base, "nurse.kim")
+    page.goto(f"{base}/patients/{pid}/refill")
+    expected = float(re.search(r"([\d.]+)", page.locator("#expected").inner_text()).group(1))
+    page.get_by_label("Volume withdrawn (mL)").fill(f"{expected - 0.2:.1f}")
+    page.get_by_label("New volume filled (mL)").fill("20")
+    page.get_by_label("New concentration (mcg/mL)").select_option("500")
+    page.get_by_role("button", name="Review").click()
+    page.wait_for_load_state()
+    assert "no bridge bolus" in page.locator("#bridge").inner_text()
+    page.get_by_label("New concentration (mcg/mL)").select_option("1000")  # changed after Review
+    page.get_by_label(re.compile("I have checked the discrepancy")).check()
+    with page.expect_response(lambda r: r.request.method == "POST") as resp:  # type: ignore[attr-defined]
+        page.get_by_role("button", name="Perform refill").click()
+    assert resp.value.status == 409
+    page.wait_for_load_state()
+    assert "changed since your review: review again" in page.locator(".error").inner_text()
+    assert "bridge bolus" in page.locator("#bridge").inner_text()  # now shown, to review
+    shot(page, "11-refill-changed-after-review")
+    page.goto(f"{base}/patients/{pid}")
+    assert "500 mcg/mL" in page.locator("#dose").inner_text()  # nothing was written
+
+
+def test_replacement_is_reviewed_before_it_is_written(server: tuple[str, dict[str, int]],
+                                                       browser: object) -> None:
+    base, ids = server
+    pid = ids["ITB-1001"]  # Helmut Weber: near ERI
+    page = sign_in(browser, base, "dr.rivera")
+    page.goto(f"{base}/patients/{pid}/replace")
+    page.get_by_label("New pump serial number").fill("SN-E2E-9")
+    page.get_by_role("button", name="Review").click()
+    page.wait_for_load_state()
+    assert "priming_bolus" in (page.locator("#review-commands").text_content() or "")
+    assert "explanted" in page.locator("#explant").inner_text()
+    shot(page, "12-replacement-review")
+    page.get_by_label(re.compile("I have reviewed the explant")).check()
+    page.get_by_role("button", name="Explant the old pump and implant the new one").click()
+    page.wait_for_load_state()
+    assert "SN-E2E-9" in page.locator("main").inner_text()
+    shot(page, "13-replacement-after-review")

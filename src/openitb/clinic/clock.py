@@ -33,12 +33,23 @@ def clinic_now(session: Session) -> datetime:
 
 
 def set_demo_clock(session: Session, now: datetime) -> None:
+    """Set the demo clock: compare-and-set against the value this session read, so that two
+    moves of the clock at once cannot both count (the second is a lost race: StaleDataError)."""
+    from sqlalchemy import update
+    from sqlalchemy.orm.attributes import set_committed_value
+    from sqlalchemy.orm.exc import StaleDataError
+
     for key, value in ((MODE_KEY, "demo"), (NOW_KEY, now.astimezone(UTC).isoformat())):
         row = session.get(Setting, key)
         if row is None:
             session.add(Setting(key=key, value=value))
-        else:
-            row.value = value
+        elif row.value != value:
+            done = session.execute(update(Setting).where(Setting.key == key,
+                                                         Setting.value == row.value)
+                                   .values(value=value))
+            if getattr(done, "rowcount", 0) != 1:
+                raise StaleDataError(f"the clinic setting {key} changed meanwhile")
+            set_committed_value(row, "value", value)
 
 
 def settings(session: Session) -> dict[str, str]:

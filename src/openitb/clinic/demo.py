@@ -116,18 +116,25 @@ def seed_demo(clinic: Clinic, today: datetime = TODAY) -> list[DemoLogin]:
             "no_allergy": True, "interferes_with_function": True}))
         at(when - timedelta(days=7),
            lambda u: services.record_screening(u, ids[key], _responder()))
-        at(when, lambda u: services.implant(u, ids[key], {
-            "profile": profile, "serial": f"SN-{ids[key]:04d}-{when:%y%m}",
-            "catheter_length_cm": length, "tip_level": tip, "volume_ml": volume,
-            "concentration": conc, "dose_per_day": dose}))
+        def go(u: UnitOfWork) -> None:
+            fields = {"profile": profile, "serial": f"SN-{ids[key]:04d}-{when:%y%m}",
+                      "catheter_length_cm": length, "tip_level": tip, "volume_ml": volume,
+                      "concentration": conc, "dose_per_day": dose}
+            review = services.implant_review(u, ids[key], fields)
+            services.implant(u, ids[key], {**fields, "confirmed": True,
+                                           "review_token": review.token})
+        at(when, go)
 
     def refill(key: str, when: datetime, volume: float, conc: float, actor: Actor = rn) -> None:
         def go(u: UnitOfWork) -> None:
             review = services.refill_review(u, ids[key], {
                 "withdrawn_ml": 0, "volume_ml": volume, "concentration": conc})
-            withdrawn = max(0.0, round(review["expected"].value - 0.2, 1))
-            services.refill(u, ids[key], {"withdrawn_ml": withdrawn, "volume_ml": volume,
-                                          "concentration": conc, "confirmed": True})
+            expected = review.fact("discrepancy")["expected_ml"]
+            fields = {"withdrawn_ml": max(0.0, round(expected - 0.2, 1)), "volume_ml": volume,
+                      "concentration": conc}
+            review = services.refill_review(u, ids[key], fields)
+            services.refill(u, ids[key], {**fields, "confirmed": True,
+                                          "review_token": review.token})
         at(when, go, actor)
 
     def course(key: str, implanted: datetime, last_refill: datetime, every_days: int,

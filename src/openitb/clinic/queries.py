@@ -57,7 +57,7 @@ OVERDOSE_SIGNS = ("drowsiness", "dizziness", "slow or shallow breathing", "seizu
 class DashboardItem:
     urgency: int  # 0 most urgent
     when: datetime | None
-    kind: str  # overdue | refill_due | alarm | eri
+    kind: str  # alarm | therapy_stopped | overdue | refill_due | eri
     patient_id: int
     patient_name: str
     text: str
@@ -82,6 +82,12 @@ def dashboard_page(uow: UnitOfWork, offset: int,
     classes: list[tuple[Any, Any]] = [
         (select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
          .where(open_alarm, Alarm.critical).order_by(Alarm.raised_at, Alarm.id), _alarm_item),
+        # No continuous infusion: a stop of therapy (a stopped pump, or a program that ends
+        # continuous delivery, which _sync books as 0 mcg/day): withdrawal risk.
+        (select(Pump.synced_at, Patient.id, Patient.name, Pump.serial)
+         .join(Patient, Patient.id == Pump.patient_id)
+         .where(Pump.active, Pump.dose_per_day <= 0).order_by(Pump.synced_at, Pump.id),
+         _stopped_item),
         (_refill_query().where(*active_refill, Pump.refill_by < now), _refill_item(now)),
         (select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
          .where(open_alarm, Alarm.critical.is_(False)).order_by(Alarm.raised_at, Alarm.id),
@@ -141,6 +147,12 @@ def _alarm_item(alarm: Alarm, name: str) -> DashboardItem:
                          f"{alarm.raised_at:%Y-%m-%d %H:%M} ({state})", alarm_id=alarm.id)
 
 
+def _stopped_item(synced: datetime | None, pid: int, name: str, serial: str) -> DashboardItem:
+    return DashboardItem(0, synced, "therapy_stopped", pid, name,
+                         f"pump {serial}: no continuous infusion (stop of therapy); watch for "
+                         "baclofen withdrawal and restart or confirm the plan")
+
+
 def _eri_item(eri_at: datetime, pid: int, name: str, serial: str) -> DashboardItem:
     return DashboardItem(4, eri_at, "eri", pid, name,
                          f"pump {serial} reaches ERI on {eri_at:%Y-%m-%d}: plan replacement")
@@ -152,9 +164,11 @@ def patient_list(uow: UnitOfWork, search: str = "", limit: int = 200) -> list[di
          .outerjoin(Pump, (Pump.patient_id == Patient.id) & Pump.active)
          .order_by(Patient.name).limit(max(1, min(limit, 1000))))
     s = "".join(ch for ch in search.strip()[:100] if ch >= " ")
-    if s:
-        like = f"%{s.lower()}%"
-        q = q.where(or_(func.lower(Patient.name).like(like), func.lower(Patient.mrn).like(like)))
+    if s:  # the text is matched as typed: % and _ are not wildcards
+        escaped = s.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
+        q = q.where(or_(func.lower(Patient.name).like(like, escape="\\"),
+                        func.lower(Patient.mrn).like(like, escape="\\")))
     return [{"id": p.id, "mrn": p.mrn, "name": p.name, "stage": p.stage, "origin": p.origin,
              "refill_by": rb, "dose_per_day": dose,
              "withdrawal_risk": p.risk_high_injury or p.risk_communication or p.risk_prior_withdrawal}

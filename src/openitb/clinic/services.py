@@ -4,7 +4,6 @@ given and what is allowed), and writes an audit entry (before and after) for eac
 
 from __future__ import annotations
 
-import math
 import re
 import zlib
 from collections.abc import Mapping, Sequence
@@ -15,14 +14,17 @@ from sqlalchemy import func, select
 
 from openitb.clinic.accounts import require, require_patient_access
 from openitb.clinic.clock import set_demo_clock
+from openitb.clinic.driving import Planned, apply_on, patient_facts, review_on
 from openitb.clinic.pumps import PumpGateway, PumpReading
-from openitb.clinic.telemetry_gateway import TelemetryPumpGateway
+from openitb.clinic.review_binding import ChangedSinceReview, state_token
 from openitb.clinic.uow import Conflict, UnitOfWork, snapshot
 from openitb.devices import get_pump, load_catalog
-from openitb.drugs import Context, Origin, Population, load_library
+from openitb.drugs import Context, Origin, load_library
 from openitb.errors import InvalidInput, RefusedOperation
-from openitb.programmer.review import Review, review_program
 from openitb.pump.alarms import CRITICAL
+from openitb.pump.status import PumpStatus
+from openitb.safety import proposals as sp
+from openitb.safety.rules import stop_rule
 from openitb.store.models import (
     Alarm,
     MriRecord,
@@ -34,21 +36,9 @@ from openitb.store.models import (
     Visit,
 )
 from openitb.therapy.prescription import Continuous, Prescription, parse_prescription
-from openitb.therapy.refill import (
-    DEFAULT_MAX_INTERVAL_DAYS,
-    Bridge,
-    Discrepancy,
-    bridge_bolus,
-    check_discrepancy,
-    priming_bolus,
-    project_refill,
-)
+from openitb.therapy.refill import DEFAULT_MAX_INTERVAL_DAYS, project_refill
 from openitb.therapy.screening import ScreeningDose, evaluate_screening
-from openitb.units import Hours, McgPerDay, McgPerMl, Micrograms, Milliliters
-
-# Every pump operation goes through the programmer over telemetry (see telemetry_gateway.py);
-# ControllerGateway (pumps.py) drives the controller directly, for tests and benchmarks.
-GATEWAY: PumpGateway = TelemetryPumpGateway()
+from openitb.units import McgPerDay, McgPerMl, Micrograms, Milliliters
 
 STAGES = ("candidate", "screening", "screened", "not_candidate", "implanted", "explanted")
 CHECKLIST = {
@@ -61,12 +51,6 @@ CHECKLIST = {
 MUSCLE_GROUPS = ("hip_flexors", "hip_adductors", "knee_extensors", "knee_flexors",
                  "ankle_plantarflexors", "elbow_flexors", "wrist_flexors")
 _LEVEL = re.compile(r"^(C[1-8]|T([1-9]|1[0-2])|L[1-5]|S[1-5])$")
-
-
-def set_gateway(gateway: PumpGateway) -> None:
-    """Swap the pump port (e.g. programmer over telemetry)."""
-    global GATEWAY
-    GATEWAY = gateway
 
 
 # ---- validation helpers ----------------------------------------------------------------------
@@ -163,14 +147,16 @@ def _patient_values(fields: Mapping[str, Any], today: date) -> dict[str, Any]:
 
 
 def register_patient(uow: UnitOfWork, fields: Mapping[str, Any]) -> Patient:
+    uow.action = "register_patient"  # a refusal is logged as what was tried
     require(uow.actor, "edit_patient", uow)
     values = _patient_values(fields, uow.now.date())
     mrn = _text(fields, "mrn", max_len=40)
+    taken = f"mrn {mrn!r} is already registered"
     if uow.session.scalar(select(Patient).where(Patient.mrn == mrn)) is not None:
-        raise RefusedOperation(f"mrn {mrn!r} is already registered", code="conflict")
+        raise RefusedOperation(taken, code="conflict")
     p = Patient(mrn=mrn, created_at=uow.now, stage="candidate", checklist={}, **values)
     uow.session.add(p)
-    uow.session.flush()
+    uow.flush(taken)  # registered at the same moment by someone else: the unique index says so
     _visit(uow, p.id, "registration", f"registered as a candidate ({p.origin} origin)")
     uow.audit("register_patient", "patient", p.id, None, snapshot(p))
     return p
@@ -179,6 +165,7 @@ def register_patient(uow: UnitOfWork, fields: Mapping[str, Any]) -> Patient:
 def update_patient(uow: UnitOfWork, patient_id: object, expected_version: object,
                    fields: Mapping[str, Any]) -> Patient:
     """Edit demographics and risk factors; refuse if the record changed since it was read."""
+    uow.action = "update_patient"
     require(uow.actor, "edit_patient", uow)
     p = _patient(uow, patient_id)
     version = int(_number({"version": expected_version}, "version", 1, 1e12))
@@ -193,6 +180,8 @@ def update_patient(uow: UnitOfWork, patient_id: object, expected_version: object
     merged.update({k: v for k, v in fields.items() if k in merged})
     for key, value in _patient_values(merged, uow.now.date()).items():
         setattr(p, key, value)
+    if not uow.session.is_modified(p):
+        uow.claim(p)  # an edit that changes nothing still checks (and moves) the version
     uow.session.flush()  # the version check happens here (UPDATE ... WHERE version = ?)
     uow.audit("update_patient", "patient", p.id, before, snapshot(p))
     return p
@@ -273,6 +262,8 @@ def record_screening(uow: UnitOfWork, patient_id: object, doses: Sequence[Mappin
 
 
 # ---- pumps -----------------------------------------------------------------------------------
+# Every change to a pump is reviewed by the safety kernel and written by the programmer, over one
+# session (clinic/driving.py); the clinic only validates its forms and keeps its records.
 def active_pump(uow: UnitOfWork, patient: Patient) -> Pump:
     pump = uow.session.scalar(select(Pump).where(Pump.patient_id == patient.id, Pump.active))
     if pump is None:
@@ -280,63 +271,134 @@ def active_pump(uow: UnitOfWork, patient: Patient) -> Pump:
     return pump
 
 
-def implant(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Pump:
-    """Implant a pump: fill it, program the first dose, start it and prime the catheter."""
-    require(uow.actor, "implant", uow)
-    p = _patient(uow, patient_id)
-    if p.stage != "screened":
-        raise RefusedOperation(
-            f"patient is {p.stage}: a pump is implanted only after a positive screening trial",
-            code="stage")
+def _gateway(uow: UnitOfWork) -> PumpGateway:
+    gateway: PumpGateway | None = getattr(uow, "gateway", None)
+    if gateway is None:
+        raise RuntimeError("this unit of work carries no pump gateway: open it with Clinic.uow")
+    return gateway
+
+
+def _token(fields: Mapping[str, Any]) -> str:
+    """The review token the confirm sends (checked against the review recomputed now)."""
+    raw = fields.get("review_token")
+    text = "" if raw is None else str(raw).strip()
+    if not text:
+        raise ChangedSinceReview("no review token was sent: review first")
+    return text[:100]
+
+
+def _confirm_args(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {"confirmed": _flag(fields, "confirmed"),
+            "override_reason": _text(fields, "override_reason", max_len=2000,
+                                     required=False) or None}
+
+
+def _drive(uow: UnitOfWork, pump: Pump, kind: str, proposal: Any, p: Patient,
+           fields: Mapping[str, Any], token: str | None
+           ) -> tuple[Planned, Any, PumpReading | None]:
+    """Review (``token`` None: one read, nothing stored) or apply what the review with this
+    token showed, in ONE session to the pump; the snapshot is stored only after the write."""
+    facts = patient_facts(p, uow.now.date())
+    with _gateway(uow).session(pump, uow.now) as s:
+        if token is None:
+            return review_on(s, kind, proposal, uow.actor, facts), None, None
+        done, outcome = apply_on(s, kind, proposal, uow.actor, facts, token,
+                                 **_confirm_args(fields))
+        s.commit()
+        return done, outcome, s.reading()
+
+
+def _product(conc: McgPerMl, compounded: bool = False) -> str:
+    """The library product that comes in this concentration (a compounded one: the drug)."""
+    lib = load_library()
+    names = lib.check_concentration(conc, compounded=compounded).products
+    return names[0] if names else lib.products[0].name
+
+
+def _new_pump_values(uow: UnitOfWork, p: Patient, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The validated implant form (nothing written)."""
     catalog = load_catalog()
     profile_name = _choice(fields, "profile", tuple(catalog.pumps))
     profile = get_pump(profile_name)
     catheter = catalog.catheter(None)
     length = catheter.check_length(_number(fields, "catheter_length_cm", 1, 500, "cm"))
     tip = _level(_text(fields, "tip_level", max_len=10), "tip_level")
-    serial = _text(fields, "serial", max_len=40)
-    if uow.session.scalar(select(Pump).where(Pump.serial == serial)) is not None:
-        raise RefusedOperation(f"serial {serial!r} is already implanted", code="conflict")
+    serial = _serial(uow, fields)
     volume = Milliliters(_number(fields, "volume_ml", 0.5, profile.capacity.value, "mL"))
     conc = McgPerMl(_number(fields, "concentration", 1, 5000, "mcg/mL"))
-    load_library().check_concentration(conc)
     screening = uow.session.scalar(select(Screening).where(
         Screening.patient_id == p.id, Screening.responder).order_by(Screening.id.desc()))
     default_dose = screening.first_dose_per_day if screening else None
     dose_raw = fields.get("dose_per_day") or default_dose
     dose = McgPerDay(_number({"dose_per_day": dose_raw}, "dose_per_day", 1, 2000, "mcg/day"))
-    prescription = Continuous(dose)
-    review = review_program(None, None, prescription, conc, profile,
-                            origin=Origin(p.origin), context=Context.TITRATION,
-                            population=Population(p.population))
-    if review.refused:
-        raise RefusedOperation(review.reason, code="guardrail_absolute")
-    pump = Pump(patient_id=p.id, profile=profile_name, serial=serial, catheter=catheter.name,
-                catheter_length_cm=length, tip_level=tip, implanted_at=uow.now, active=True,
-                state={})
+    return {"profile_name": profile_name, "catheter": catheter, "length": length, "tip": tip,
+            "serial": serial, "volume": volume, "conc": conc, "prescription": Continuous(dose)}
+
+
+def _serial(uow: UnitOfWork, fields: Mapping[str, Any]) -> str:
+    serial = _text(fields, "serial", max_len=40)
+    if uow.session.scalar(select(Pump).where(Pump.serial == serial)) is not None:
+        raise RefusedOperation(f"serial {serial!r} is already implanted", code="conflict")
+    return serial
+
+
+def _new_pump(uow: UnitOfWork, p: Patient, v: Mapping[str, Any]) -> Pump:
+    """A pump row and its factory-new virtual pump (not yet in the session)."""
+    pump = Pump(patient_id=p.id, profile=v["profile_name"], serial=v["serial"],
+                catheter=v["catheter"].name, catheter_length_cm=v["length"], tip_level=v["tip"],
+                implanted_at=uow.now, active=True, state={})
+    _gateway(uow).manufacture(pump, uow.now, zlib.crc32(v["serial"].encode()),
+                              v["catheter"].volume(v["length"]).value)
+    return pump
+
+
+def _implant_stage(p: Patient) -> None:
+    if p.stage != "screened":
+        raise RefusedOperation(
+            f"patient is {p.stage}: a pump is implanted only after a positive screening trial",
+            code="stage")
+
+
+def _implant(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
+             token: str | None) -> tuple[Planned, Any, PumpReading | None, Patient, Pump,
+                                         dict[str, Any]]:
+    require(uow.actor, "implant", uow)
+    p = _patient(uow, patient_id)
+    _implant_stage(p)
+    v = _new_pump_values(uow, p, fields)
+    pump = _new_pump(uow, p, v)
+    proposal = sp.Implant(v["prescription"], _product(v["conc"]), v["conc"], v["volume"])
+    return (*_drive(uow, pump, "implant", proposal, p, fields, token), p, pump, v)
+
+
+def implant_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
+    """The implant's review: what would be written to the new pump (nothing is stored)."""
+    return _implant(uow, patient_id, fields, None)[0]
+
+
+def implant(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Pump:
+    """Implant a pump as reviewed: fill it, program the first dose, start it and prime."""
+    uow.action = "implant"
+    done, outcome, reading, p, pump, v = _implant(uow, patient_id, fields, _token(fields))
+    assert reading is not None
     uow.session.add(pump)
-    seed = zlib.crc32(serial.encode())
-    GATEWAY.manufacture(pump, uow.now, seed, catheter.volume(length).value)
-    GATEWAY.refill(pump, uow.now, volume, conc)
-    GATEWAY.program(pump, uow.now, prescription, conc, start=True)
-    prime = priming_bolus(profile, catheter, length)
-    # At the bolus flow limit exactly, the pump's whole-second rounding can land a hair above
-    # it: give the priming in whole minutes, rounded up, plus one.
-    minutes = math.ceil(prime.priming_duration.value * 60) + 1
-    reading = GATEWAY.volume_bolus(pump, uow.now, "priming", prime.priming_volume,
-                                   Hours(minutes / 60))
     uow.session.flush()
     _sync(uow, pump, reading, rebook=True)
     before_p = snapshot(p)
     p.stage = "implanted"
+    presc: Prescription = v["prescription"]
     uow.session.add(Program(patient_id=p.id, pump_id=pump.id, at=uow.now,
-                            prescription=prescription.to_dict(), concentration=conc.value,
-                            dose_per_day=dose.value, classification=review.classification.value,
-                            reason=review.reason, by_user=uow.actor.username))
+                            prescription=presc.to_dict(), concentration=v["conc"].value,
+                            dose_per_day=presc.daily_dose().value,
+                            classification=done.classification.value, reason=done.reason,
+                            override_reason=outcome.override_reason,
+                            by_user=uow.actor.username))
+    prime = done.review.priming
     _visit(uow, p.id, "implant",
-           f"{profile_name} pump {serial}, catheter {length:g} cm to {tip}; filled {volume} at "
-           f"{conc}; {dose} continuous; priming {prime.priming_volume} over "
-           f"{prime.priming_duration.value * 60:.0f} min")
+           f"{v['profile_name']} pump {v['serial']}, catheter {v['length']:g} cm to {v['tip']}; "
+           f"filled {v['volume']} at {v['conc']}; {presc.daily_dose()} continuous"
+           + (f"; priming {prime.volume_ml:.4g} mL over {prime.duration_h * 60:.1f} min"
+              if prime else ""))
     uow.session.flush()
     uow.audit("implant", "pump", pump.id, None, snapshot(pump))
     uow.audit("stage", "patient", p.id, before_p, snapshot(p))
@@ -361,112 +423,77 @@ def _parse_program(fields: Mapping[str, Any]) -> Prescription:
     raise InvalidInput("mode", mode, "continuous or flex")
 
 
-def program_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Review:
-    """The side-by-side review of a proposed program (nothing is written)."""
+def _program(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
+             token: str | None) -> tuple[Planned, Any, PumpReading | None, Patient, Pump]:
     require(uow.actor, "program", uow)
     p = _patient(uow, patient_id)
     pump = active_pump(uow, p)
-    proposed = _parse_program(fields)
     context = Context(_choice(fields, "context", tuple(c.value for c in Context))
                       if fields.get("context") else "maintenance")
-    reading = GATEWAY.interrogate(pump, uow.now)
-    conc = McgPerMl(reading.program_concentration or reading.status["reservoir_concentration"])
-    return review_program(reading.prescription, conc, proposed, conc, get_pump(pump.profile),
-                          origin=Origin(p.origin), context=context,
-                          population=Population(p.population))
+    proposal = sp.ProgramChange(_parse_program(fields), context)
+    return (*_drive(uow, pump, "program", proposal, p, fields, token), p, pump)
+
+
+def program_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
+    """The kernel's review of a proposed program over the pump's last 24 hours, with its token
+    (nothing is written and nothing stored: the pump was only read)."""
+    return _program(uow, patient_id, fields, None)[0]
 
 
 def program(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Program:
-    """Write a reviewed, confirmed program; beyond recommended bounds only a physician, with a
-    reason; beyond absolute bounds nobody."""
-    review = program_review(uow, patient_id, fields)
+    """Write a reviewed, confirmed program: the review is recomputed against the pump now and
+    must have the confirmed token; then the kernel's gate (role, confirmation, reason)."""
     uow.action = "program"
-    p = _patient(uow, patient_id)
-    pump = active_pump(uow, p)
-    if review.needs_override and uow.actor.role != "physician":
-        raise RefusedOperation(
-            f"{review.reason}: only a physician may program beyond the recommended bounds",
-            code="forbidden")
-    override = review.confirm(confirmed=_flag(fields, "confirmed"),
-                              override_reason=str(fields.get("override_reason") or "") or None)
-    reading = GATEWAY.program(pump, uow.now, review.proposed, review.concentration)
+    done, outcome, reading, p, pump = _program(uow, patient_id, fields, _token(fields))
+    assert reading is not None
     _sync(uow, pump, reading, rebook=True)
+    presc = parse_prescription(dict(done.commands)["program"]["prescription"])
+    conc = float(str(dict(done.commands)["program"]["concentration"]).split()[0])
+    override = outcome.override_reason
+    stop = done.review.stop_of_therapy
     row = Program(patient_id=p.id, pump_id=pump.id, at=uow.now,
-                  prescription=review.proposed.to_dict(), concentration=review.concentration.value,
-                  dose_per_day=review.proposed.daily_dose().value,
-                  classification=review.classification.value, reason=review.reason,
+                  prescription=presc.to_dict(), concentration=conc,
+                  dose_per_day=presc.daily_dose().value,
+                  classification=done.classification.value, reason=done.reason,
                   override_reason=override, by_user=uow.actor.username)
     uow.session.add(row)
     uow.session.flush()
-    _visit(uow, p.id, "program",
-           f"program {review.proposed.mode.value} {review.proposed.daily_dose().value:.4g} mcg/day "
-           f"({review.classification.value})" + (f"; override: {override}" if override else ""))
+    _visit(uow, p.id, "therapy_stop" if stop else "program",
+           ("STOP OF THERAPY: " if stop else "")
+           + f"program {presc.mode.value} {presc.daily_dose().value:.4g} mcg/day "
+           f"({done.classification.value})" + (f"; override: {override}" if override else "")
+           + ("; " + "; ".join(done.warnings) if stop and done.warnings else ""))
     uow.audit("program", "program", row.id, None, snapshot(row))
     return row
 
 
-def refill_review(uow: UnitOfWork, patient_id: object,
-                  fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Step 2 of the refill: the discrepancy, the bridge bolus and the new dates (no write)."""
+def _refill(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
+            token: str | None) -> tuple[Planned, Any, PumpReading | None, Patient, Pump]:
     require(uow.actor, "refill", uow)
     p = _patient(uow, patient_id)
     pump = active_pump(uow, p)
     profile = get_pump(pump.profile)
-    reading = GATEWAY.interrogate(pump, uow.now)
-    expected = Milliliters(round(reading.status["reservoir_estimate_ml"], 3))
     withdrawn = Milliliters(_number(fields, "withdrawn_ml", 0, profile.capacity.value, "mL"))
     volume = Milliliters(_number(fields, "volume_ml", 0.5, profile.capacity.value, "mL"))
-    new_conc = McgPerMl(_number(fields, "concentration", 1, 5000, "mcg/mL"))
+    conc = McgPerMl(_number(fields, "concentration", 1, 5000, "mcg/mL"))
     compounded = _flag(fields, "compounded")
-    drug = load_library().check_concentration(new_conc, compounded=compounded)
-    old_conc = McgPerMl(reading.program_concentration or reading.status["reservoir_concentration"])
-    disc: Discrepancy = check_discrepancy(profile, expected, withdrawn)
-    bridge: Bridge | None = None
-    presc = reading.prescription
-    if presc is not None and abs(old_conc.value - new_conc.value) > 1e-9:
-        bridge = bridge_bolus(profile, load_catalog().catheter(pump.catheter),
-                              pump.catheter_length_cm, old_conc, new_conc,
-                              McgPerDay(presc.daily_dose().value))
-    proj = None
-    if presc is not None:
-        proj = project_refill(presc, profile, volume, new_conc, uow.now,
-                              low_alarm=Milliliters(reading.status["low_alarm_ml"]))
-    return {"pump": pump, "expected": expected, "withdrawn": withdrawn, "volume": volume,
-            "old_concentration": old_conc, "concentration": new_conc, "discrepancy": disc,
-            "bridge": bridge, "projection": proj, "drug_warning": drug.warning,
-            "status": reading.status}
+    proposal = sp.Refill(withdrawn, _product(conc, compounded), conc, volume,
+                         compounded=compounded)
+    return (*_drive(uow, pump, "refill", proposal, p, fields, token), p, pump)
+
+
+def refill_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
+    """Step 2 of the refill: the kernel's review (discrepancy, capacity, concentration, the
+    bridge plan the pump can give and what it leaves), the new dates, the token."""
+    return _refill(uow, patient_id, fields, None)[0]
 
 
 def refill(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Refill:
-    """The refill: enter the new volume and concentration in the pump, reprogram at the new
-    concentration with a bridge bolus when it changed, and book the next refill-by date."""
-    r = refill_review(uow, patient_id, fields)
+    """The refill as reviewed; the record stores what was given: the bridge bolus actually
+    written, the unbridged rest and the override that allowed it."""
     uow.action = "refill"
-    if not _flag(fields, "confirmed"):
-        raise RefusedOperation("the refill was not confirmed on the review step; nothing was "
-                               "written", code="unconfirmed")
-    disc: Discrepancy = r["discrepancy"]
-    note = _text(fields, "note", max_len=2000, required=False)
-    if disc.flagged and len(note) < 5:
-        raise InvalidInput("note", note, f"the withdrawn volume differs from the expected by "
-                           f"{disc.difference_ml:+.2f} mL (more than {disc.threshold}): explain it "
-                           "in a note of at least 5 characters")
-    p = _patient(uow, patient_id)
-    pump: Pump = r["pump"]
-    GATEWAY.refill(pump, uow.now, r["volume"], r["concentration"])
-    bridge: Bridge | None = r["bridge"]
-    reading: PumpReading | None = None
-    warnings: list[str] = []
-    if bridge is not None:
-        current = GATEWAY.interrogate(pump, uow.now).prescription
-        assert current is not None
-        GATEWAY.program(pump, uow.now, current, r["concentration"])
-        try:
-            reading = GATEWAY.volume_bolus(pump, uow.now, "bridge", bridge.bridge_volume,
-                                           bridge.bridge_duration)
-        except RefusedOperation as exc:
-            warnings.append(f"bridge bolus not given: {exc.reason}")
-    reading = GATEWAY.interrogate(pump, uow.now)
+    done, outcome, reading, p, pump = _refill(uow, patient_id, fields, _token(fields))
+    assert reading is not None
     _sync(uow, pump, reading, rebook=True, refilled=True)
     uow.session.flush()
     for alarm in uow.session.scalars(select(Alarm).where(
@@ -476,27 +503,48 @@ def refill(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Re
         alarm.acknowledged_at = uow.now
         alarm.acknowledged_by = uow.actor.username
         alarm.note = "resolved by the refill"
-    row = Refill(patient_id=p.id, pump_id=pump.id, at=uow.now, expected_ml=r["expected"].value,
-                 withdrawn_ml=r["withdrawn"].value, discrepancy_ml=disc.difference_ml,
-                 flagged=disc.flagged, volume_ml=r["volume"].value,
-                 old_concentration=r["old_concentration"].value,
-                 concentration=r["concentration"].value,
-                 bridge=({"volume_ml": bridge.bridge_volume.value,
-                          "duration_h": bridge.bridge_duration.value,
-                          "dose_mcg": bridge.bridge_dose.value,
-                          "unbridged_error_pct": bridge.unbridged_dose_error_pct}
-                         if bridge else None),
-                 refill_by=pump.refill_by, low_alarm_at=pump.low_alarm_at,
-                 note="; ".join([note, *warnings]).strip("; "), by_user=uow.actor.username)
+    disc = done.review.fact("discrepancy") or {}
+    plan_b = done.review.bridge
+    override = outcome.override_reason
+    cmd_refill = dict(done.commands)["refill"]
+    new_conc = float(str(cmd_refill["concentration"]).split()[0])
+    old_conc = float(done.status.get("reservoir_concentration_mcg_per_ml") or new_conc)
+    bridge = None
+    if plan_b is not None:
+        given = dict(done.commands).get("bridge_bolus")
+        bridge = {"given": given is not None,
+                  "volume_ml": plan_b.volume_ml if given else 0.0,
+                  "duration_h": plan_b.duration_h if given else 0.0,
+                  "dose_mcg": plan_b.dose_mcg if given else 0.0,
+                  "path_volume_ml": plan_b.path_volume_ml,
+                  "unbridged_ml": plan_b.unbridged_ml if given else plan_b.path_volume_ml,
+                  "unbridged_dose_error_pct": plan_b.unbridged_dose_error_pct,
+                  "override_reason": override}
+    note = _text(fields, "note", max_len=2000, required=False)
+    row = Refill(patient_id=p.id, pump_id=pump.id, at=uow.now,
+                 expected_ml=float(disc.get("expected_ml", 0.0)),
+                 withdrawn_ml=float(disc.get("withdrawn_ml", fields["withdrawn_ml"])),
+                 discrepancy_ml=float(disc.get("difference_ml", 0.0)),
+                 flagged=bool(disc.get("flagged", False)),
+                 volume_ml=float(fields["volume_ml"]), old_concentration=old_conc,
+                 concentration=new_conc, bridge=bridge, refill_by=pump.refill_by,
+                 low_alarm_at=pump.low_alarm_at,
+                 note="; ".join(x for x in (note, f"override: {override}" if override else "")
+                                if x), by_user=uow.actor.username)
     uow.session.add(row)
     uow.session.flush()
-    summary = (f"refill: withdrew {r['withdrawn']} (expected {r['expected']}, "
-               f"{disc.difference_ml:+.2f} mL{' FLAGGED' if disc.flagged else ''}); filled "
-               f"{r['volume']} at {r['concentration']}")
+    summary = (f"refill: withdrew {row.withdrawn_ml:g} mL (expected {row.expected_ml:.3g} mL, "
+               f"{row.discrepancy_ml:+.2f} mL{' FLAGGED' if row.flagged else ''}); filled "
+               f"{row.volume_ml:g} mL at {new_conc:g} mcg/mL")
     if bridge is not None:
-        summary += (f"; concentration {r['old_concentration']} -> {r['concentration']} with a "
-                    f"bridge bolus of {bridge.bridge_volume.value:.3f} mL over "
-                    f"{bridge.bridge_duration.value:.1f} h")
+        summary += (f"; concentration {old_conc:g} -> {new_conc:g} mcg/mL with a bridge bolus of "
+                    f"{bridge['volume_ml']:.3f} mL over {bridge['duration_h']:.1f} h"
+                    if bridge["given"] else
+                    f"; concentration {old_conc:g} -> {new_conc:g} mcg/mL without a bridge bolus")
+        if bridge["unbridged_ml"]:
+            summary += f" ({bridge['unbridged_ml']:.3f} mL of the path not bridged)"
+    if override:
+        summary += f"; override: {override}"
     if pump.refill_by:
         summary += f"; next refill by {pump.refill_by:%Y-%m-%d}"
     _visit(uow, p.id, "refill", summary)
@@ -517,7 +565,11 @@ def acknowledge_alarm(uow: UnitOfWork, alarm_id: object, note: object) -> Alarm:
     pump: Pump = uow.get(Pump, alarm.pump_id, "pump")
     if alarm.cleared_at is None and pump.active:
         try:
-            _sync(uow, pump, GATEWAY.acknowledge(pump, uow.now, alarm.kind))
+            with _gateway(uow).session(pump, uow.now) as s:
+                s.send("acknowledge_alarm", kind=alarm.kind)
+                s.commit()
+                reading = s.reading(s.read())
+            _sync(uow, pump, reading)
         except RefusedOperation:
             pass  # already silenced on the pump (e.g. by the patient's programmer)
     alarm.acknowledged_at = uow.now
@@ -534,7 +586,7 @@ def record_mri(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -
     p = _patient(uow, patient_id)
     pump = active_pump(uow, p)
     minutes = _number(fields, "minutes", 1, 600, "minutes")
-    reading = GATEWAY.mri(pump, uow.now, minutes)
+    reading = _gateway(uow).mri(pump, uow.now, minutes)
     _sync(uow, pump, reading)
     row = MriRecord(patient_id=p.id, pump_id=pump.id, scan_start=uow.now,
                     scan_end=uow.now + timedelta(minutes=minutes), by_user=uow.actor.username)
@@ -552,12 +604,17 @@ def post_mri_check(uow: UnitOfWork, mri_id: object) -> MriRecord:
     p = _patient(uow, row.patient_id)
     pump: Pump = uow.get(Pump, row.pump_id, "pump")
     before = snapshot(row)
-    reading = GATEWAY.interrogate(pump, uow.now)
+    with _gateway(uow).session(pump, uow.now) as s:
+        status = s.read()  # an interrogation: it resumes a pump waiting after the scan
+        s.commit()
+        reading = s.reading(status)
     _sync(uow, pump, reading)
-    state = reading.status["state"]
+    state = reading.pump_status
     row.checked_at = uow.now
-    row.check_result = ("infusing again: the pump resumed after the scan" if state == "running"
-                        else f"pump state {state}: not infusing yet; recheck, watch for withdrawal")
+    row.check_result = ("infusing again: the pump resumed after the scan"
+                        if state is PumpStatus.RUNNING else
+                        f"pump state {state.value}: not infusing yet; recheck, watch for "
+                        "withdrawal")
     _visit(uow, p.id, "mri_check", row.check_result)
     uow.session.flush()
     uow.audit("post_mri_check", "mri", row.id, before, snapshot(row))
@@ -583,10 +640,10 @@ def plan_replacement(uow: UnitOfWork, patient_id: object, fields: Mapping[str, A
     return v
 
 
-def replace_pump(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Pump:
-    """Replace the pump (at ERI or for a fault): explant the old one, implant the new one with
-    the same program, fill and start it. A retained catheter is already full of drug, so only
-    the new pump's internal path is primed; a replaced catheter is primed whole."""
+def _replacement(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
+                 token: str | None) -> tuple[Planned, Any, PumpReading | None, dict[str, Any]]:
+    """Read the old pump, plan the new one with the same program; review or write it. The
+    token binds both: the kernel's token of the new pump's writes and the old pump's state."""
     require(uow.actor, "replacement", uow)
     p = _patient(uow, patient_id)
     old = active_pump(uow, p)
@@ -594,9 +651,7 @@ def replace_pump(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any])
     profile_name = _choice({"profile": fields.get("profile") or old.profile}, "profile",
                            tuple(catalog.pumps))
     profile = get_pump(profile_name)
-    serial = _text(fields, "serial", max_len=40)
-    if uow.session.scalar(select(Pump).where(Pump.serial == serial)) is not None:
-        raise RefusedOperation(f"serial {serial!r} is already implanted", code="conflict")
+    serial = _serial(uow, fields)
     catheter = catalog.catheter(old.catheter)
     new_catheter = _flag(fields, "catheter_replaced")
     length = (catheter.check_length(_number(fields, "catheter_length_cm", 1, 500, "cm"))
@@ -604,19 +659,53 @@ def replace_pump(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any])
     tip = (_level(_text(fields, "tip_level", max_len=10), "tip_level") if new_catheter
            else old.tip_level)
     volume = Milliliters(_number(fields, "volume_ml", 0.5, profile.capacity.value, "mL"))
-    reading = GATEWAY.interrogate(old, uow.now)
-    presc = reading.prescription
-    old_conc = reading.program_concentration
-    conc = McgPerMl(_number({"concentration": fields.get("concentration") or old_conc},
-                            "concentration", 1, 5000, "mcg/mL"))
-    load_library().check_concentration(conc)
+    with _gateway(uow).session(old, uow.now) as s:
+        old_status = s.read()
+        if token is not None:
+            s.commit()
+        old_reading = s.reading(old_status)
+    presc = old_reading.prescription
+    old_conc = old_reading.program_concentration
     if presc is None:
         raise RefusedOperation("the old pump has no program to carry over", code="no_program")
+    conc = McgPerMl(_number({"concentration": fields.get("concentration") or old_conc},
+                            "concentration", 1, 5000, "mcg/mL"))
     if not new_catheter and abs(conc.value - old_conc) > 1e-9:
         raise InvalidInput("concentration", f"{conc}", f"the retained catheter holds "
                            f"{old_conc:g} mcg/mL: keep it, or change it at the next refill "
                            "with a bridge bolus")
-    _sync(uow, old, reading)
+    v = {"profile_name": profile_name, "catheter": catheter, "length": length, "tip": tip,
+         "serial": serial, "volume": volume, "conc": conc, "prescription": presc,
+         "new_catheter": new_catheter, "old": old, "old_reading": old_reading}
+    pump = _new_pump(uow, p, v)
+    v["pump"] = pump
+    old_part = state_token(old_status)[:16]
+    kernel_token = None
+    if token is not None:
+        kernel_token, _, given_old = token.partition(".")
+        if given_old != old_part:
+            raise ChangedSinceReview("the old pump changed")
+    proposal = sp.Replacement(presc, _product(conc), conc, volume, new_catheter)
+    done, outcome, reading = _drive(uow, pump, "replacement", proposal, p, fields, kernel_token)
+    done = Planned(done.kind, done.review, done.status, f"{done.token}.{old_part}", done.extra)
+    return done, outcome, reading, v
+
+
+def replacement_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
+    """The replacement's review: the old pump read, the new one's writes (nothing stored)."""
+    return _replacement(uow, patient_id, fields, None)[0]
+
+
+def replace_pump(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Pump:
+    """Replace the pump as reviewed (at ERI or for a fault): explant the old one, implant the
+    new one with the same program, fill, start and prime it."""
+    uow.action = "replace_pump"
+    done, outcome, reading, v = _replacement(uow, patient_id, fields, _token(fields))
+    assert reading is not None
+    p = _patient(uow, patient_id)
+    old: Pump = v["old"]
+    pump: Pump = v["pump"]
+    _sync(uow, old, v["old_reading"])
     before_old = snapshot(old)
     old.active = False
     old.explanted_at = uow.now
@@ -627,25 +716,17 @@ def replace_pump(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any])
         alarm.acknowledged_by = uow.actor.username
         alarm.note = "pump explanted"
     uow.session.flush()
-    pump = Pump(patient_id=p.id, profile=profile_name, serial=serial, catheter=catheter.name,
-                catheter_length_cm=length, tip_level=tip, implanted_at=uow.now, active=True,
-                state={})
     uow.session.add(pump)
-    GATEWAY.manufacture(pump, uow.now, zlib.crc32(serial.encode()),
-                        catheter.volume(length).value)
-    GATEWAY.refill(pump, uow.now, volume, conc)
-    GATEWAY.program(pump, uow.now, presc, conc, start=True)
-    prime_volume = (priming_bolus(profile, catheter, length).priming_volume if new_catheter
-                    else Milliliters(profile.internal_volume.value))
-    minutes = math.ceil(prime_volume.value / profile.bolus_max_flow_ml_per_hour * 60) + 1
-    reading = GATEWAY.volume_bolus(pump, uow.now, "priming", prime_volume, Hours(minutes / 60))
     uow.session.flush()
     _sync(uow, pump, reading, rebook=True, refilled=True)
+    presc: Prescription = v["prescription"]
+    prime = done.review.priming
     _visit(uow, p.id, "replacement",
-           f"pump {old.serial} explanted; {profile_name} pump {serial} implanted with the same "
-           f"program ({presc.daily_dose().value:.4g} mcg/day at {conc}); "
-           + ("new catheter" if new_catheter else "catheter retained")
-           + f"; priming {prime_volume.value:.3f} mL over {minutes} min")
+           f"pump {old.serial} explanted; {v['profile_name']} pump {v['serial']} implanted with "
+           f"the same program ({presc.daily_dose().value:.4g} mcg/day at {v['conc']}); "
+           + ("new catheter" if v["new_catheter"] else "catheter retained")
+           + (f"; priming {prime.volume_ml:.4g} mL over {prime.duration_h * 60:.1f} min"
+              if prime else ""))
     uow.session.flush()
     uow.audit("explant", "pump", old.id, before_old, snapshot(old))
     uow.audit("replace_pump", "pump", pump.id, None, snapshot(pump))
@@ -664,13 +745,16 @@ def _sync(uow: UnitOfWork, pump: Pump, reading: PumpReading, *, rebook: bool = F
     pump.reservoir_ml = st["reservoir_estimate_ml"]
     pump.concentration = reading.program_concentration
     presc = reading.prescription
-    running = st["state"] not in ("stopped", "end_of_service")
-    pump.dose_per_day = presc.daily_dose().value if presc is not None and running else 0.0
+    status = reading.pump_status
+    running = status not in (PumpStatus.STOPPED, PumpStatus.END_OF_SERVICE)
+    # A program that ends continuous delivery (the kernel's rule) infuses nothing to plan on.
+    continuous = presc is not None and running and stop_rule(presc) is None
+    pump.dose_per_day = presc.daily_dose().value if continuous and presc is not None else 0.0
     pump.synced_at = uow.now
     days_left = float(st["battery_days_left"])
     pump.eri_at = (uow.now + timedelta(days=days_left - profile.eri_days)
-                   if st["state"] != "end_of_service" else None)
-    if presc is not None and reading.program_concentration > 0 and running:
+                   if status is not PumpStatus.END_OF_SERVICE else None)
+    if presc is not None and reading.program_concentration > 0 and continuous:
         proj = project_refill(presc, profile,
                               Milliliters(min(max(st["reservoir_estimate_ml"], 0.0),
                                               profile.capacity.value)),
@@ -744,7 +828,7 @@ def sync_all_pumps(uow: UnitOfWork, pump_ids: Sequence[int] | None = None) -> in
     if pump_ids is not None:
         query = query.where(Pump.id.in_(list(pump_ids)))
     for pump in uow.session.scalars(query):
-        _sync(uow, pump, GATEWAY.advance_to(pump, uow.now))
+        _sync(uow, pump, _gateway(uow).advance_to(pump, uow.now))
     uow.session.flush()
     new = (uow.session.scalar(select(func.count()).select_from(Alarm)) or 0) - before
     if new:
@@ -761,7 +845,7 @@ def move_clock(uow: UnitOfWork, target: datetime) -> datetime:
     set_demo_clock(uow.session, target)
     uow.now = target
     for pump in uow.session.scalars(select(Pump).where(Pump.active)):
-        _sync(uow, pump, GATEWAY.advance_to(pump, target))
+        _sync(uow, pump, _gateway(uow).advance_to(pump, target))
     uow.audit("advance_clock", "clock", "", {"now": now.isoformat()}, {"now": target.isoformat()})
     return target
 

@@ -92,7 +92,7 @@ def run_cmd(
                             f"× {len(study.policies)} policies", total=None)
         results = run_study(study, scheduler=scheduler, workers=workers, partition_size=partition,
                             progress=lambda done, total: bar.update(task, completed=done, total=total))
-    write_parquet(results, out / "results.parquet")
+    write_parquet(results, out / "results.parquet", study)
     plot_policies(results, out / "policies.png", study.name)
     doc = {"study": study.name, "patients": study.patients, "years": study.years,
            "seed": study.seed, "results": [asdict(r) for r in results],

@@ -49,15 +49,31 @@ def _clean(v: Any) -> Any:
 LONG_DAYS = 40.0
 
 
+# CSV column names carry their unit or scale: the model's series names already end in one
+# (_h, _ng_per_ml, _mcg_per_h, _ml); the scores without a unit get their scale.
+CSV_COLUMNS = {
+    "mas": "mas_0_to_4",  # Modified Ashworth Scale, the model's continuous score
+    "mas_drop": "mas_drop_0_to_4",  # fall in MAS from the untreated baseline
+    "withdrawal": "withdrawal_severity_0_to_1",  # 0 none, 1 the most severe the model knows
+    "overdose": "overdose_severity_0_to_1",
+}
+
+
+def csv_header(keys: list[str]) -> list[str]:
+    return [CSV_COLUMNS.get(k, k) for k in keys]
+
+
 def write_csv(result: SimResult, path: Path) -> None:
+    """The time series at full precision (each float as its shortest exact repr, so that it
+    reads back bit for bit), units or scales in the column names; written atomically."""
     cols = result.table()
     keys = list(cols)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(keys)
+        w.writerow(csv_header(keys))
         for i in range(len(cols["time_h"])):
-            w.writerow([f"{cols[k][i]:.6g}" for k in keys])
+            w.writerow([repr(float(cols[k][i])) for k in keys])
     tmp.replace(path)
 
 

@@ -122,13 +122,37 @@ def run_local(study: Study) -> list[PolicyResult]:
     return summarise(study, [simulate(d, study, p) for p in study.policies])
 
 
-def write_parquet(results: list[PolicyResult], path: Path) -> None:
+# Units of the Parquet columns (UCUM codes), in each field's metadata and the schema's.
+PARQUET_UNITS = {
+    "low_alarm_ml": "mL", "lead_days": "d", "count": "{events}", "patient_years": "a",
+    "per_1000_patient_years": "{events}/(1000.a)", "ci95_low": "{events}/(1000.a)",
+    "ci95_high": "{events}/(1000.a)",
+}
+
+
+def write_parquet(results: list[PolicyResult], path: Path, study: Study) -> None:
+    """One row per policy and outcome. The policy's parameters are typed columns (float64, in
+    the units above, not packed into its name), every numeric column carries its unit in the
+    field metadata (``unit``) and the schema metadata (``openitb.units``, JSON), and the study
+    itself (``openitb.study``, JSON) so the file says what produced it. Written atomically."""
+    import json
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [{"policy": r.policy, "outcome": k, "count": v.count, "patient_years": r.patient_years,
-             "per_1000_patient_years": v.per_1000_py, "ci95_low": v.low, "ci95_high": v.high}
+    policies = {p.name: p for p in study.policies}
+    rows = [{"policy": r.policy, "low_alarm_ml": float(policies[r.policy].low_alarm_ml),
+             "lead_days": float(policies[r.policy].lead_days), "outcome": k, "count": v.count,
+             "patient_years": r.patient_years, "per_1000_patient_years": v.per_1000_py,
+             "ci95_low": v.low, "ci95_high": v.high}
             for r in results for k, v in r.rates.items()]
+    types = {"policy": pa.string(), "outcome": pa.string(), "count": pa.int64()}
+    fields = [pa.field(name, types.get(name, pa.float64()), nullable=False,
+                       metadata={"unit": PARQUET_UNITS[name]} if name in PARQUET_UNITS else None)
+              for name in ("policy", "low_alarm_ml", "lead_days", "outcome", "count",
+                           "patient_years", "per_1000_patient_years", "ci95_low", "ci95_high")]
+    schema = pa.schema(fields, metadata={"openitb.units": json.dumps(PARQUET_UNITS),
+                                         "openitb.study": study.model_dump_json()})
     tmp = path.with_suffix(path.suffix + ".tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
     os.replace(tmp, path)  # atomic: a reader never sees half a file

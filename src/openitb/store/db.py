@@ -44,6 +44,9 @@ def make_engine(url: str | None = None, **kw: Any) -> Engine:
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
+            # A REPLACE deletes the row it replaces; with recursive triggers that delete fires
+            # the audit trail's delete trigger too (the migration also refuses it on insert).
+            cur.execute("PRAGMA recursive_triggers=ON")
             if path and path != ":memory:":
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=FULL")
@@ -67,4 +70,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose audit rows are chained (``store/audit.py``) at every flush."""
+    from openitb.store import audit
+
+    audit.install()
     return sessionmaker(bind=engine, expire_on_commit=False)

@@ -7,6 +7,7 @@ PostgreSQL give the same values.
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -87,10 +88,15 @@ class User(Base):
     created_at: Mapped[datetime]
     # Sessions carry the epoch they were issued in; signing out bumps it, ending them all.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # Secret part of the personal calendar feed URL (calendar clients send no cookie).
+    # SHA-256 of the secret part of the personal calendar feed URL (calendar clients send no
+    # cookie); the token itself is shown once, when it is issued or rotated.
     feed_token: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Optimistic lock: two changes to one account at once (a feed token, a password) cannot
+    # both be written.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     __table_args__ = (Index("uq_users_feed_token", "feed_token", unique=True),)
+    __mapper_args__ = {"version_id_col": version}
 
 
 class Pump(Base):
@@ -187,8 +193,11 @@ class Alarm(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(80), default=None)
     note: Mapped[str | None] = mapped_column(Text, default=None)
     cleared_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Optimistic lock: two acknowledgements of one alarm at once cannot both be written.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     __table_args__ = (Index("ix_alarms_open", "acknowledged_at", "cleared_at"),)
+    __mapper_args__ = {"version_id_col": version}
 
 
 class Visit(Base):
@@ -221,11 +230,16 @@ class Setting(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+_AUDIT_ORDER = itertools.count()
+
+
 class AuditEntry(Base):
-    """Append-only: the migration installs triggers that refuse UPDATE and DELETE."""
+    """Append-only: the migrations install triggers that refuse UPDATE, DELETE, a replacing
+    INSERT (SQLite) and TRUNCATE (PostgreSQL). Each row carries the hash of the one before it
+    (``store/audit.py`` assigns ids and hashes at flush, in the order the entries were made)."""
 
     __tablename__ = "audit_trail"
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(index=True)
     actor: Mapped[str] = mapped_column(String(80))
     role: Mapped[str] = mapped_column(String(20))
@@ -235,7 +249,74 @@ class AuditEntry(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     outcome: Mapped[str] = mapped_column(String(20), default="ok")  # ok | refused
+    prev_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    row_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        # Not a column: the order the entries were made in, which is their order in the chain.
+        self.__dict__["_audit_order"] = next(_AUDIT_ORDER)
+
+
+class AuditHead(Base):
+    """The end of the audit chain (one row): locked by every transaction that appends, so that
+    appends are serialised and the chain never forks; also shows a truncated tail."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    last_id: Mapped[int] = mapped_column(Integer, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class RefusalCount(Base):
+    """Refusals of anonymous requests, counted per hour, path (ids folded) and address: one row
+    per kind, not one per request, so that a flood cannot grow the audit trail."""
+
+    __tablename__ = "refusal_counts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hour: Mapped[datetime]
+    path: Mapped[str] = mapped_column(String(80))
+    address: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(20))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+
+    __table_args__ = (Index("uq_refusal_counts_key", "hour", "path", "address", "code",
+                            unique=True),)
+
+
+class PasswordLink(Base):
+    """A one-time link to set a password (a new account) or reset it, issued by an administrator
+    (or by a patient's clinician for a patient account). Only the token's SHA-256 is kept."""
+
+    __tablename__ = "password_links"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(10))  # setup | reset
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    issued_by: Mapped[str] = mapped_column(String(80))
+
+
+class ApiToken(Base):
+    """A personal access token for API clients (``Authorization: Bearer``): it acts as its
+    owner, with the owner's role at the time of each request. Only the token's SHA-256 is kept;
+    it stops at ``expires_at`` or when revoked (rows are kept for the audit trail)."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    prefix: Mapped[str] = mapped_column(String(12))  # shown in lists, to recognise a token
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 __all__ = ["Base", "Patient", "User", "Pump", "Program", "Screening", "Refill", "Alarm", "Visit",
-           "MriRecord", "Setting", "AuditEntry", "UTCDateTime"]
+           "MriRecord", "Setting", "AuditEntry", "AuditHead", "RefusalCount", "PasswordLink",
+           "ApiToken", "UTCDateTime"]

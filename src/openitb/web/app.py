@@ -21,17 +21,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openitb.clinic.accounts import load_actor
 from openitb.clinic.facade import Clinic
-from openitb.clinic.uow import Actor
+from openitb.clinic.uow import Actor, brief
 from openitb.errors import InvalidInput, RefusedOperation
 from openitb.web import security
-from openitb.web.deps import NotSignedIn
+from openitb.web.deps import CsrfFailed, NotSignedIn, bearer_actor, bearer_token, log_refusal
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 log = logging.getLogger("openitb.web")
 
 STATUS = {"forbidden": 403, "not_found": 404, "conflict": 409, "unauthenticated": 401,
-          "csrf": 403, "throttled": 429}
+          "csrf": 403, "throttled": 429, "too_large": 413}
+# The largest request body read (OPENITB_MAX_BODY_BYTES): checked before anything parses it.
+MAX_BODY_BYTES = 1 << 20
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 SECURITY_HEADERS = [
@@ -63,6 +66,56 @@ async def _sync_loop(clinic: Clinic, every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
+class BodyLimitMiddleware:
+    """Pure ASGI, outermost: a body over the limit (declared or streamed) is answered 413 and
+    counted, before the application or a parser sees any of it; a body within it is passed on
+    whole."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.strip().isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope)
+        reason = f"the request body is larger than {self.limit} bytes"
+        await anyio.to_thread.run_sync(
+            log_refusal, request, None, RefusedOperation(reason, code="too_large"))
+        await JSONResponse({"error": "too_large", "reason": reason}, 413,
+                           headers={"connection": "close"})(scope, receive, send)
+
+
 class SessionMiddleware:
     """Pure ASGI: read the signed session cookie, load the actor (in a worker thread, so the
     event loop never waits on the database), and write the cookie back when it changed."""
@@ -75,11 +128,16 @@ class SessionMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cookie = Request(scope).cookies.get(security.COOKIE)
+        request = Request(scope)
+        state = scope.setdefault("state", {})
+        token = bearer_token(scope["path"], request.headers.get("authorization"))
+        if token is not None:  # an API client's personal access token: no cookie, no CSRF
+            await self._bearer(scope, receive, send, request, state, token)
+            return
+        cookie = request.cookies.get(security.COOKIE)
         data = self.codec.load(cookie)
         fresh = data is None
         session = data or security.new_session()
-        state = scope.setdefault("state", {})
         state["session"] = session
         state["actor"] = None
         if session.get("uid") is not None:
@@ -89,6 +147,8 @@ class SessionMiddleware:
                 session = state["session"] = security.new_session()
                 fresh = True
         before = dict(session)
+        api_csrf_failed = (scope["path"].startswith("/api/") and scope["method"] not in SAFE_METHODS
+                           and not security.csrf_ok(session, request.headers.get("x-csrf-token")))
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -105,7 +165,39 @@ class SessionMiddleware:
                         headers.append(key.decode(), val.decode())
             await send(message)
 
+        if api_csrf_failed:  # before the body is parsed: a bad token is 403, never 422
+            exc = CsrfFailed()
+            await anyio.to_thread.run_sync(log_refusal, request, state["actor"], exc)
+            await JSONResponse({"error": exc.code, "reason": exc.reason}, 403)(
+                scope, receive, send_with_cookie)
+            return
         await self.app(scope, receive, send_with_cookie)
+
+    async def _bearer(self, scope: Scope, receive: Receive, send: Send, request: Request,
+                      state: dict[str, Any], token: str) -> None:
+        """A bearer request: its token's owner acts (401 if the token is not valid now); the
+        session is a throwaway, never written to a cookie."""
+        actor = await anyio.to_thread.run_sync(bearer_actor, self.clinic, token)
+
+        async def send_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, val in SECURITY_HEADERS:
+                    if key.decode() not in headers:
+                        headers.append(key.decode(), val.decode())
+            await send(message)
+
+        if actor is None:
+            exc = RefusedOperation("the bearer token is unknown, revoked or expired",
+                                   code="unauthenticated")
+            await anyio.to_thread.run_sync(log_refusal, request, None, exc)
+            await JSONResponse({"error": exc.code, "reason": exc.reason}, 401,
+                               headers={"www-authenticate": "Bearer"})(
+                scope, receive, send_headers)
+            return
+        state.update(session=security.new_session(actor.user_id, actor.epoch), actor=actor,
+                     bearer=True)
+        await self.app(scope, receive, send_headers)
 
     def _actor(self, uid: int, epoch: int) -> Actor | None:
         with self.clinic.factory() as s:
@@ -113,9 +205,12 @@ class SessionMiddleware:
 
 
 def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | None = None,
-               sync_every_s: float | None = None) -> FastAPI:
+               sync_every_s: float | None = None, base_url: str | None = None,
+               max_body_bytes: int | None = None) -> FastAPI:
     """The application. ``sync_every_s``: outside demo mode, run every pump to the wall clock
-    that often, so that their alarms reach the inbox without anyone opening the patient."""
+    that often, so that their alarms reach the inbox without anyone opening the patient.
+    ``base_url`` (else OPENITB_BASE_URL): where links that leave the browser point.
+    ``max_body_bytes`` (else OPENITB_MAX_BODY_BYTES, else 1 MiB): the largest request body."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -141,12 +236,15 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
     from openitb.web.throttle import LoginThrottle
 
     app.state.login_throttle = LoginThrottle()
+    app.state.base_url = security.base_url(base_url)
+    limit = max_body_bytes or int(os.environ.get("OPENITB_MAX_BODY_BYTES") or MAX_BODY_BYTES)
     with clinic.factory() as s:
         codec = security.SessionCodec(security.secret_key(s))
     secure = (os.environ.get("OPENITB_SECURE_COOKIES") == "1") if secure_cookies is None \
         else secure_cookies
 
     app.add_middleware(SessionMiddleware, clinic=clinic, codec=codec, secure=secure)
+    app.add_middleware(BodyLimitMiddleware, limit=limit)  # added last: runs first
 
     def wants_json(request: Request) -> bool:
         return request.url.path.startswith("/api/")
@@ -159,20 +257,12 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
 
         return render(request, "error.html", {"title": title, "message": message}, status)
 
-    def log_unauthenticated(request: Request) -> None:
-        from openitb.errors import RefusedOperation as Refused
-
-        try:
-            with clinic.uow(Actor("anonymous", "anonymous")) as u:
-                u.action = f"{request.method} {request.url.path}"[:60]
-                raise Refused("not signed in", code="unauthenticated")
-        except Refused:
-            pass  # the unit of work has logged it
-
     @app.exception_handler(NotSignedIn)
     async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
-        if request.url.path != "/":  # the front door is not a refusal
-            await anyio.to_thread.run_sync(log_unauthenticated, request)
+        if request.url.path != "/":  # the front door is not a refusal (counted, not a row)
+            await anyio.to_thread.run_sync(
+                log_refusal, request, None,
+                RefusedOperation("not signed in", code="unauthenticated"))
         if wants_json(request):
             return JSONResponse({"error": "unauthenticated", "reason": "sign in first"}, 401)
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
@@ -192,23 +282,28 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
 
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput) -> Response:
+        given = brief(exc.given)
         return page_error(request, 422, "Please correct the input",
-                          f"{exc.field}: got {exc.given!r}; {exc.allowed}",
-                          {"error": "invalid", "field": exc.field, "given": str(exc.given),
+                          f"{exc.field}: got {given!r}; {exc.allowed}",
+                          {"error": "invalid", "field": exc.field, "given": str(given),
                            "allowed": exc.allowed})
 
     @app.exception_handler(RefusedOperation)
     async def _refused(request: Request, exc: RefusedOperation) -> Response:
         status = STATUS.get(exc.code, 422)
-        titles = {403: "Not allowed", 404: "Not found", 409: "Conflict", 401: "Sign in"}
+        titles = {403: "Not allowed", 404: "Not found", 409: "Conflict", 401: "Sign in",
+                  429: "Please wait", 413: "Too large"}
         return page_error(request, status, titles.get(status, "Refused"), exc.reason,
                           {"error": exc.code, "reason": exc.reason})
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    from openitb.web import api, pages
+    from openitb.web import api, fhir_api, pages, token_pages
 
     app.include_router(api.router)
+    app.openapi = lambda: api.openapi_document(app)  # type: ignore[method-assign]
+    app.include_router(fhir_api.router)
+    app.include_router(token_pages.router)
     app.include_router(pages.router)
 
     @app.get("/healthz", include_in_schema=False)

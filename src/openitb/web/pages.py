@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from openitb.clinic import accounts, queries, services
-from openitb.clinic.uow import Actor
+from openitb.clinic.uow import Actor, brief
 from openitb.devices import load_catalog
 from openitb.drugs import load_library
 from openitb.errors import InvalidInput, OpenITBError, RefusedOperation
@@ -19,6 +19,7 @@ from openitb.web import charts, security
 from openitb.web.deps import check_csrf, need, sign_in, signed_in, uow
 
 router = APIRouter(include_in_schema=False)
+ECHO_CHARS = 500  # what a form shown again holds of a value typed into it
 
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -26,7 +27,8 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
 
     actor: Actor | None = request.state.actor
     base = {"actor": actor, "csrf": request.state.session.get("csrf"),
-            "demo": request.app.state.demo, "path": request.url.path}
+            "demo": request.app.state.demo, "path": request.url.path,
+            "flash": security.take_flash(request.state.session)}
     now = getattr(request.state, "clinic_now", None)
     if now is None:
         with request.app.state.clinic.factory() as s:
@@ -34,6 +36,9 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
 
             now = clinic_now(s)
     base["clinic_now"] = now
+    if isinstance(context.get("values"), Mapping):  # a form shown again: bounded echo
+        context = {**context, "values": {k: v[:ECHO_CHARS] if isinstance(v, str) else v
+                                         for k, v in context["values"].items()}}
     return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
 
@@ -46,7 +51,7 @@ async def form_of(request: Request) -> dict[str, Any]:
 
 def error_text(exc: OpenITBError) -> str:
     if isinstance(exc, InvalidInput):
-        return f"{exc.field}: got {exc.given!r}; {exc.allowed}"
+        return f"{exc.field}: got {brief(exc.given)!r}; {exc.allowed}"
     if isinstance(exc, RefusedOperation):
         return exc.reason
     return str(exc)
@@ -95,26 +100,107 @@ async def logout(request: Request) -> Response:
     return redirect("/login")
 
 
+def _feed_page(request: Request, actor: Actor, token: str | None) -> Response:
+    url = f"{request.app.state.base_url}/calendar/{token}/refills.ics" if token else None
+    return render(request, "feed.html", {"url": url})
+
+
 @router.post("/calendar-feed")
 async def calendar_feed(request: Request, actor: Actor = need("view_clinic")) -> Response:
+    """Issue (or rotate: the old address stops working) the personal feed address; it is
+    shown this once, on the configured base URL (OPENITB_BASE_URL), never the Host header."""
     await form_of(request)
     with uow(request, actor) as u:
-        token = accounts.feed_token(u)
-    url = f"{request.base_url}calendar/{token}/refills.ics"
-    return render(request, "feed.html", {"url": url})
+        token = accounts.issue_feed_token(u)
+    return _feed_page(request, actor, token)
+
+
+@router.post("/calendar-feed/revoke")
+async def calendar_feed_revoke(request: Request, actor: Actor = need("view_clinic")) -> Response:
+    await form_of(request)
+    with uow(request, actor) as u:
+        accounts.revoke_feed_token(u)
+    security.flash(request.state.session, "Calendar feed revoked: its address no longer works.")
+    return redirect("/account")
+
+
+# ---- own account, password links -------------------------------------------------------------
+@router.get("/account")
+def account(request: Request) -> Response:
+    actor = signed_in(request)
+    with uow(request, actor) as u:
+        feed = accounts.has_feed(u)
+    return render(request, "account.html", {"has_feed": feed, "error": None})
+
+
+@router.post("/account/password")
+async def change_password(request: Request) -> Response:
+    """Change one's own password: every session ends (this one is renewed), the calendar feed
+    token is revoked."""
+    actor = signed_in(request)
+    data = await form_of(request)
+    try:
+        if data.get("new_password") != data.get("confirm_password"):
+            raise InvalidInput("confirm_password", "a different password",
+                               "the new password typed twice")
+        with uow(request, actor) as u:
+            renewed = accounts.change_password(u, data.get("current_password", ""),
+                                               data.get("new_password", ""))
+    except OpenITBError as exc:
+        with uow(request, actor) as u:
+            feed = accounts.has_feed(u)
+        return render(request, "account.html", {"has_feed": feed, "error": error_text(exc)},
+                      status=403 if getattr(exc, "code", "") == "forbidden" else 422)
+    request.state.session = security.new_session(renewed.user_id, renewed.epoch)
+    security.flash(request.state.session, "Password changed: every other session has ended "
+                   "and the calendar feed address was revoked.")
+    return redirect("/account")
+
+
+@router.get("/password/{token}")
+def password_link_form(request: Request, token: str) -> Response:
+    with request.app.state.clinic.factory() as s:
+        user = accounts.link_user(s, token)
+    if user is None:
+        raise RefusedOperation(accounts.LINK_INVALID, code="not_found")
+    return render(request, "password_link.html", {"username": user.username, "token": token,
+                                                   "error": None})
+
+
+@router.post("/password/{token}")
+async def password_link(request: Request, token: str) -> Response:
+    """Set the password with a one-time link (a new account's setup, or a reset)."""
+    data = await form_of(request)
+    try:
+        if data.get("new_password") != data.get("confirm_password"):
+            raise InvalidInput("confirm_password", "a different password",
+                               "the new password typed twice")
+        with uow(request, request.state.actor or Actor("anonymous", "anonymous")) as u:
+            user = accounts.use_link(u, token, data.get("new_password", ""))
+    except InvalidInput as exc:
+        with request.app.state.clinic.factory() as s:
+            found = accounts.link_user(s, token)
+        if found is None:
+            raise RefusedOperation(accounts.LINK_INVALID, code="not_found") from None
+        return render(request, "password_link.html", {"username": found.username,
+                                                       "token": token,
+                                                       "error": error_text(exc)}, status=422)
+    request.state.session = security.new_session()
+    security.flash(request.state.session, f"Password set for {user.username}: sign in with it.")
+    return redirect("/login")
 
 
 @router.get("/calendar/{token}/refills.ics")
 def calendar_by_token(request: Request, token: str) -> Response:
     """For calendar clients, which send no cookie: the token in the URL names the user."""
-    from openitb.interop.ical import refill_calendar
+    from openitb.interop.ical import feed
 
     with request.app.state.clinic.factory() as s:
         actor = accounts.actor_for_feed(s, token)
     if actor is None:
         raise RefusedOperation("no calendar feed at this address", code="not_found")
     with uow(request, actor) as u:
-        body = refill_calendar(queries.refill_appointments(u), now=u.now)
+        body = feed(u.session, queries.refill_appointments(u), now=u.now)
     return Response(body, media_type="text/calendar")
 
 
@@ -181,7 +267,7 @@ def patient_page(request: Request, patient_id: str) -> Response:
     return render(request, "patient.html", {
         **record, "notice": notice, "reservoir_chart": charts.reservoir_svg(record),
         "dose_chart": charts.dose_svg(record), "checklist_items": services.CHECKLIST,
-        "error": request.query_params.get("error")})
+        "error": None})  # messages come by flash (session), never from the URL
 
 
 def own_view(record: dict[str, Any]) -> dict[str, Any]:
@@ -273,20 +359,45 @@ def implant_form(request: Request, patient_id: str, actor: Actor = need("implant
                                             "values": {}, "error": None})
 
 
-@router.post("/patients/{patient_id}/implant")
-async def implant(request: Request, patient_id: str, actor: Actor = need("implant")) -> Response:
-    data = await form_of(request)
+def _review_then_confirm(request: Request, actor: Actor, data: dict[str, Any],
+                         review: Any, confirm: Any) -> tuple[Any, Any, str | None, int]:
+    """One form, two steps. Without ``confirmed``: the review (nothing written). With it: the
+    confirm, bound to the token of the review shown; if the form or the pump changed since,
+    409 and the new review to check. Returns (review, written row, error, status)."""
+    if data.get("confirmed") == "on":
+        try:
+            with uow(request, actor) as u:
+                return None, confirm(u), None, 200
+        except OpenITBError as exc:
+            error, status = error_text(exc), (409 if getattr(exc, "code", "") == "conflict"
+                                              else 422)
+        try:
+            with uow(request, actor) as u:
+                return review(u), None, error, status
+        except OpenITBError:
+            return None, None, error, status
     try:
         with uow(request, actor) as u:
-            services.implant(u, patient_id, data)
+            return review(u), None, None, 200
     except OpenITBError as exc:
-        with uow(request, actor) as u:
-            record = queries.patient_record(u, patient_id)
-        return render(request, "implant.html", {
-            **record, "profiles": load_catalog().pumps,
-            "concentrations": load_library().known_concentrations(), "values": data,
-            "error": error_text(exc)}, status=422)
-    return redirect(f"/patients/{patient_id}")
+        return None, None, error_text(exc), 422
+
+
+@router.post("/patients/{patient_id}/implant")
+async def implant(request: Request, patient_id: str, actor: Actor = need("implant")) -> Response:
+    """Step 1: the review of what would be written; step 2 (``confirmed``): write it."""
+    data = await form_of(request)
+    review, row, error, status = _review_then_confirm(
+        request, actor, data, lambda u: services.implant_review(u, patient_id, data),
+        lambda u: services.implant(u, patient_id, data))
+    if row is not None:
+        return redirect(f"/patients/{patient_id}")
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    return render(request, "implant.html", {
+        **record, "profiles": load_catalog().pumps,
+        "concentrations": load_library().known_concentrations(), "values": data,
+        "review": review, "error": error}, status=status)
 
 
 # ---- programming -----------------------------------------------------------------------------
@@ -300,23 +411,17 @@ def program_form(request: Request, patient_id: str, actor: Actor = need("program
 
 @router.post("/patients/{patient_id}/program")
 async def program(request: Request, patient_id: str, actor: Actor = need("program")) -> Response:
-    """Without ``confirmed``: show the side-by-side review. With it: write the program."""
+    """Without ``confirmed``: the side-by-side review. With it: write what was reviewed."""
     data = await form_of(request)
-    review = None
-    error = None
-    try:
-        with uow(request, actor) as u:
-            review = services.program_review(u, patient_id, data)
-        if data.get("confirmed") == "on":
-            with uow(request, actor) as u:
-                services.program(u, patient_id, data)
-            return redirect(f"/patients/{patient_id}")
-    except OpenITBError as exc:
-        error = error_text(exc)
+    review, row, error, status = _review_then_confirm(
+        request, actor, data, lambda u: services.program_review(u, patient_id, data),
+        lambda u: services.program(u, patient_id, data))
+    if row is not None:
+        return redirect(f"/patients/{patient_id}")
     with uow(request, actor) as u:
         record = queries.patient_record(u, patient_id)
     return render(request, "program.html", {**record, "values": data, "review": review,
-                                            "error": error}, status=422 if error else 200)
+                                            "error": error}, status=status)
 
 
 # ---- refill ----------------------------------------------------------------------------------
@@ -335,25 +440,19 @@ def refill_form(request: Request, patient_id: str, actor: Actor = need("refill")
 @router.post("/patients/{patient_id}/refill")
 async def refill(request: Request, patient_id: str, actor: Actor = need("refill")) -> Response:
     """Step 2 (no ``confirmed``): the discrepancy, the bridge bolus and the new dates.
-    Step 3 (``confirmed``): write it to the pump and book the next refill."""
+    Step 3 (``confirmed``): write what was reviewed and book the next refill."""
     data = await form_of(request)
-    review = None
-    error = None
-    try:
-        with uow(request, actor) as u:
-            review = services.refill_review(u, patient_id, data)
-        if data.get("confirmed") == "on":
-            with uow(request, actor) as u:
-                row = services.refill(u, patient_id, data)
-            return redirect(f"/patients/{patient_id}?refilled={row.id}")
-    except OpenITBError as exc:
-        error = error_text(exc)
+    review, row, error, status = _review_then_confirm(
+        request, actor, data, lambda u: services.refill_review(u, patient_id, data),
+        lambda u: services.refill(u, patient_id, data))
+    if row is not None:
+        return redirect(f"/patients/{patient_id}?refilled={row.id}")
     with uow(request, actor) as u:
         record = queries.patient_record(u, patient_id)
     return render(request, "refill.html", {**record, "values": data, "review": review,
                                            "error": error,
                                            "concentrations": load_library().known_concentrations()},
-                  status=422 if error else 200)
+                  status=status)
 
 
 # ---- MRI, replacement ------------------------------------------------------------------------
@@ -382,13 +481,33 @@ async def replacement(request: Request, patient_id: str,
     return redirect(f"/patients/{patient_id}")
 
 
+@router.get("/patients/{patient_id}/replace")
+def replace_form(request: Request, patient_id: str,
+                 actor: Actor = need("replacement")) -> Response:
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    return render(request, "replace.html", {
+        **record, "profiles": load_catalog().pumps,
+        "concentrations": load_library().known_concentrations(), "values": {},
+        "review": None, "error": None})
+
+
 @router.post("/patients/{patient_id}/replace")
 async def replace(request: Request, patient_id: str,
                   actor: Actor = need("replacement")) -> Response:
+    """Step 1: the review (old pump read, new pump planned); step 2 (``confirmed``): write."""
     data = await form_of(request)
+    review, row, error, status = _review_then_confirm(
+        request, actor, data, lambda u: services.replacement_review(u, patient_id, data),
+        lambda u: services.replace_pump(u, patient_id, data))
+    if row is not None:
+        return redirect(f"/patients/{patient_id}")
     with uow(request, actor) as u:
-        services.replace_pump(u, patient_id, data)
-    return redirect(f"/patients/{patient_id}")
+        record = queries.patient_record(u, patient_id)
+    return render(request, "replace.html", {
+        **record, "profiles": load_catalog().pumps,
+        "concentrations": load_library().known_concentrations(), "values": data,
+        "review": review, "error": error}, status=status)
 
 
 # ---- alarms, clock ---------------------------------------------------------------------------
@@ -432,8 +551,8 @@ async def clock(request: Request, actor: Actor = need("clock")) -> Response:
 
 
 # ---- administration --------------------------------------------------------------------------
-@router.get("/admin")
-def admin(request: Request, actor: Actor = need("accounts")) -> Response:
+def _admin_page(request: Request, actor: Actor, link: dict[str, str] | None = None,
+                error: str | None = None, status: int = 200) -> Response:
     from sqlalchemy import select
 
     from openitb.store.models import User
@@ -441,18 +560,75 @@ def admin(request: Request, actor: Actor = need("accounts")) -> Response:
     with uow(request, actor) as u:
         users = list(u.session.scalars(select(User).order_by(User.username)))
         trail = queries.audit_trail(u, 100)
-    return render(request, "admin.html", {"users": users, "trail": trail, "error": None})
+    return render(request, "admin.html", {"users": users, "trail": trail, "error": error,
+                                          "link": link}, status)
+
+
+def password_url(request: Request, token: str) -> str:
+    return f"{request.app.state.base_url}/password/{token}"
+
+
+@router.get("/admin")
+def admin(request: Request, actor: Actor = need("accounts")) -> Response:
+    return _admin_page(request, actor)
 
 
 @router.post("/admin/users")
 async def create_user(request: Request, actor: Actor = need("accounts")) -> Response:
+    """A new staff or administrator account, and its one-time setup link to hand over."""
     data = await form_of(request)
-    pid = data.get("patient_id") or None
+    try:
+        with uow(request, actor) as u:
+            user = accounts.create_user(u, data.get("username", ""),
+                                        data.get("display_name", ""), data.get("role", ""),
+                                        None, data.get("patient_id") or None)
+            token = accounts.issue_link(u, user.id, "setup")
+            name = user.username
+    except OpenITBError as exc:
+        return _admin_page(request, actor, error=error_text(exc),
+                           status=403 if getattr(exc, "code", "") == "forbidden" else 422)
+    return _admin_page(request, actor, link={"username": name, "purpose": "setup",
+                                             "url": password_url(request, token)})
+
+
+@router.post("/admin/users/{user_id}/reset")
+async def reset_link(request: Request, user_id: str, actor: Actor = need("accounts")) -> Response:
+    await form_of(request)
     with uow(request, actor) as u:
-        accounts.create_user(u, data.get("username", ""), data.get("display_name", ""),
-                             data.get("role", ""), data.get("password", ""),
-                             int(pid) if pid and pid.isdigit() else None)
-    return redirect("/admin")
+        token = accounts.issue_link(u, user_id, "reset")
+        from openitb.store.models import User
+
+        name = u.session.get(User, int(user_id)).username  # type: ignore[union-attr]
+    return _admin_page(request, actor, link={"username": name, "purpose": "reset",
+                                             "url": password_url(request, token)})
+
+
+@router.get("/patients/{patient_id}/account")
+def patient_account_form(request: Request, patient_id: str,
+                         actor: Actor = need("link_patient")) -> Response:
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    return render(request, "patient_account.html", {**record, "link": None, "error": None})
+
+
+@router.post("/patients/{patient_id}/account")
+async def patient_account(request: Request, patient_id: str,
+                          actor: Actor = need("link_patient")) -> Response:
+    """The patient's clinician creates a patient or caregiver account linked to the patient,
+    and hands over its one-time setup link."""
+    data = await form_of(request)
+    link, error = None, None
+    try:
+        with uow(request, actor) as u:
+            user, token = accounts.create_patient_account(
+                u, patient_id, data.get("username", ""), data.get("display_name", ""))
+            link = {"username": user.username, "url": password_url(request, token)}
+    except OpenITBError as exc:
+        error = error_text(exc)
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    return render(request, "patient_account.html", {**record, "link": link, "error": error},
+                  422 if error else 201)
 
 
 @router.get("/patients/{patient_id}/wallet-card.pdf")
@@ -480,7 +656,7 @@ def therapy_summary(request: Request, patient_id: str) -> Response:
 @router.get("/patients/{patient_id}/refill.ics")
 def own_refill_event(request: Request, patient_id: str) -> Response:
     """The next refill of one patient as an iCalendar file (for the patient's own calendar)."""
-    from openitb.interop.ical import refill_calendar
+    from openitb.interop.ical import feed
 
     actor = signed_in(request)
     with uow(request, actor) as u:
@@ -488,6 +664,6 @@ def own_refill_event(request: Request, patient_id: str) -> Response:
         pump = record["pump"]
         rows = ([(pump.id, record["patient"].name, pump.serial, pump.refill_by,
                   pump.low_alarm_at)] if pump is not None and pump.refill_by else [])
-        body = refill_calendar(rows, now=u.now)
+        body = feed(u.session, rows, now=u.now)
     return Response(body, media_type="text/calendar",
                     headers={"Content-Disposition": 'attachment; filename="itb-refill.ics"'})

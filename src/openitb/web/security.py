@@ -13,10 +13,12 @@ import json
 import os
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
+from openitb.errors import InvalidInput
 from openitb.store.models import Setting
 
 COOKIE = "openitb_session"
@@ -65,3 +67,29 @@ def csrf_ok(session: dict[str, Any], given: str | None) -> bool:
 
 def dumps(value: Any) -> str:
     return json.dumps(value)
+
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+FLASH_CHARS = 300
+
+
+def base_url(value: str | None = None) -> str:
+    """Where the clinic is reached from outside (OPENITB_BASE_URL): links that leave the
+    browser (calendar feeds, password links) are built on it, never on the request's Host."""
+    raw = value if value is not None else os.environ.get("OPENITB_BASE_URL", DEFAULT_BASE_URL)
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+            or parts.fragment or any(ch.isspace() for ch in raw.strip()):
+        raise InvalidInput("OPENITB_BASE_URL", raw[:200],
+                           "an http:// or https:// URL such as https://itb.clinic.example")
+    return raw.strip().rstrip("/")
+
+
+def flash(session: dict[str, Any], message: str) -> None:
+    """A message for the next page this session shows (kept in the signed session cookie)."""
+    session["flash"] = message[:FLASH_CHARS]
+
+
+def take_flash(session: dict[str, Any]) -> str | None:
+    message = session.pop("flash", None)
+    return message if isinstance(message, str) else None

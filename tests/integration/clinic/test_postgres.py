@@ -76,3 +76,18 @@ def test_pg_concurrent_pump_operations(pg_clinic: Clinic) -> None:
 
 def test_pg_a_year_of_refills(pg_clinic: Clinic) -> None:
     test_services.test_a_year_of_dashboard_driven_refills_never_runs_dry(pg_clinic, 3)
+
+
+def test_pg_racing_clients(pg_clinic: Clinic) -> None:
+    from openitb.clinic.demo import seed_demo
+
+    from . import test_race
+
+    seed_demo(pg_clinic)
+    test_race.check_race(pg_clinic)
+
+
+def test_pg_audit_refuses_truncate_and_verify_catches_tampering(pg_clinic: Clinic) -> None:
+    from . import test_security
+
+    test_security.audit_append_only_and_tamper_caught(pg_clinic)

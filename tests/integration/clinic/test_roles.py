@@ -47,6 +47,9 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/mri/{mri_id}/check"): "mri",
     ("POST", "/patients/{patient_id}/replacement"): "replacement",
     ("POST", "/patients/{patient_id}/replace"): "replacement",
+    ("GET", "/patients/{patient_id}/replace"): "replacement",
+    ("POST", "/api/v1/patients/{patient_id}/replace/review"): "replacement",
+    ("POST", "/api/v1/patients/{patient_id}/implant/review"): "implant",
     ("POST", "/api/v1/patients/{patient_id}/replace"): "replacement",
     ("GET", "/alarms"): "view_clinic",
     ("POST", "/alarms/{alarm_id}/ack"): "acknowledge",
@@ -84,15 +87,37 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/calendar/refills.ics"): "view_clinic",
     ("POST", "/calendar-feed"): "view_clinic",
     ("GET", "/calendar/{token}/refills.ics"): PUBLIC,  # the token is the credential
+    ("POST", "/calendar-feed/revoke"): "view_clinic",
+    ("POST", "/api/v1/me/calendar-feed"): "view_clinic",
+    ("DELETE", "/api/v1/me/calendar-feed"): "view_clinic",
+    ("GET", "/account"): SIGNED_IN, ("POST", "/account/password"): SIGNED_IN,
+    ("POST", "/api/v1/me/password"): SIGNED_IN,
+    ("GET", "/password/{token}"): PUBLIC, ("POST", "/password/{token}"): PUBLIC,
+    ("POST", "/api/v1/password/{token}"): PUBLIC,  # the one-time link is the credential
+    ("POST", "/admin/users/{user_id}/reset"): "accounts",
+    ("POST", "/api/v1/users/{user_id}/reset-link"): "accounts",
+    ("GET", "/patients/{patient_id}/account"): "link_patient",
+    ("POST", "/patients/{patient_id}/account"): "link_patient",
+    ("POST", "/api/v1/patients/{patient_id}/accounts"): "link_patient",
+    # issue 17: documents and feeds in the API, personal access tokens (API and account page)
+    ("GET", "/api/v1/calendar/{token}/refills.ics"): PUBLIC,  # the token is the credential
+    ("GET", "/api/v1/patients/{patient_id}/wallet-card.pdf"): RECORD,
+    ("GET", "/api/v1/patients/{patient_id}/summary.pdf"): RECORD,
+    ("GET", "/api/v1/patients/{patient_id}/refill.ics"): RECORD,
+    ("GET", "/api/v1/me/tokens"): SIGNED_IN, ("POST", "/api/v1/me/tokens"): SIGNED_IN,
+    ("DELETE", "/api/v1/me/tokens/{token_id}"): SIGNED_IN,
+    ("GET", "/account/tokens"): SIGNED_IN, ("POST", "/account/tokens"): SIGNED_IN,
+    ("POST", "/account/tokens/{token_id}/revoke"): SIGNED_IN,
 }
 
 
 def routes(clinic: Clinic) -> list[tuple[str, str]]:
-    from openitb.web import api, pages
+    from openitb.web import api, pages, token_pages
 
     app = create_app(clinic, demo=True)
     out = []
-    for r in [*api.router.routes, *pages.router.routes, *app.router.routes]:
+    for r in [*api.router.routes, *pages.router.routes, *token_pages.router.routes,
+              *app.router.routes]:
         if isinstance(r, APIRoute):
             for m in r.methods:
                 out.append((m, r.path))
@@ -122,7 +147,7 @@ def test_role_matrix(demo_clinic: Clinic) -> None:
         alarm_id = u.session.scalars(select(Alarm.id)).first()
         mri_id = u.session.scalars(select(MriRecord.id)).first()
     fill = {"patient_id": str(own), "alarm_id": str(alarm_id), "mri_id": str(mri_id),
-            "token": "no-such-token"}
+            "token": "no-such-token", "user_id": "1", "token_id": "1"}
     failures = []
     for role in ROLES:
         client = TestClient(create_app(demo_clinic, demo=True))
@@ -166,11 +191,23 @@ def test_patient_reads_only_own_record(demo_clinic: Clinic, path: str) -> None:
         assert len(refused) >= len(ids) - 1
 
 
-def test_anonymous_refusals_are_logged(demo_clinic: Clinic) -> None:
+def test_anonymous_refusals_are_counted_not_one_row_each(demo_clinic: Clinic) -> None:
+    """A flood of anonymous requests to protected paths (issue 13: 715 audit rows from one
+    flood) adds no audit row: each (hour, path with ids folded, address, code) is one counter."""
+    from sqlalchemy import func
+
+    from openitb.store.models import RefusalCount
+
     client = TestClient(create_app(demo_clinic, demo=True))
-    assert client.get("/api/v1/dashboard").status_code == 401
-    assert client.get("/alarms", follow_redirects=False).status_code == 303
     with demo_clinic.uow(SYSTEM) as u:
-        actions = [e.action for e in u.session.scalars(select(AuditEntry).where(
-            AuditEntry.actor == "anonymous", AuditEntry.outcome == "refused"))]
-    assert "GET /api/v1/dashboard" in actions and "GET /alarms" in actions
+        rows_before = u.session.scalar(select(func.count()).select_from(AuditEntry))
+    for i in range(60):
+        assert client.get("/api/v1/dashboard").status_code == 401
+        assert client.get(f"/patients/{i + 1}", follow_redirects=False).status_code == 303
+    with demo_clinic.uow(SYSTEM) as u:
+        assert u.session.scalar(select(func.count()).select_from(AuditEntry)) == rows_before
+        counts = {(c.path, c.address, c.code): c.count
+                  for c in u.session.scalars(select(RefusalCount))}
+    assert counts[("GET /api/v1/dashboard", "testclient", "unauthenticated")] == 60
+    assert counts[("GET /patients/{n}", "testclient", "unauthenticated")] == 60
+    assert len(counts) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -19,13 +20,21 @@ from openitb.store.models import Alarm, AuditEntry, Patient, Pump, Refill, Setti
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DR = Actor("dr.test", "physician", 1)
 RN = Actor("nurse.test", "nurse", 2)
+REVIEWS = {"implant": services.implant_review, "program": services.program_review,
+           "refill": services.refill_review, "replace_pump": services.replacement_review}
+
+
+def reviewed(use_case: Any, u: Any, patient_id: object, fields: dict[str, Any]) -> Any:
+    """Review, then confirm with the review's token (what a clinician does on the pages)."""
+    token = REVIEWS[use_case.__name__](u, patient_id, fields).token
+    return use_case(u, patient_id, {**fields, "review_token": token})
 PATIENT_FIELDS = {"mrn": "T-1", "name": "Test Patient", "birth_date": "1980-05-05",
                   "origin": "spinal", "weight_kg": "70", "injury_level": "T4"}
 RESPONDER = [{"dose_mcg": 50, "effect_hours": 6,
               "mas_before": {"hip_adductors": 3, "knee_extensors": 3},
               "mas_after": {"hip_adductors": 1.5, "knee_extensors": 2}}]
 IMPLANT = {"profile": "itb-20", "serial": "SN-T1", "catheter_length_cm": 90, "tip_level": "T10",
-           "volume_ml": 20, "concentration": 500, "dose_per_day": 300}
+           "volume_ml": 20, "concentration": 500, "dose_per_day": 300, "confirmed": True}
 
 
 def implanted(clinic: Clinic) -> int:
@@ -36,7 +45,7 @@ def implanted(clinic: Clinic) -> int:
     with clinic.uow(DR) as u:
         services.record_screening(u, pid, RESPONDER)
     with clinic.uow(DR) as u:
-        services.implant(u, pid, IMPLANT)
+        reviewed(services.implant, u, pid, IMPLANT)
     return pid
 
 
@@ -71,28 +80,28 @@ def test_screening_implant_program_refill(empty_clinic: Clinic) -> None:
         assert 24 <= (pump.refill_by - T0).days <= 25
     # Nurse within bounds: fine.
     with c.uow(RN) as u:
-        row = services.program(u, pid, {"dose_per_day": 330, "context": "maintenance",
+        row = reviewed(services.program, u, pid, {"dose_per_day": 330, "context": "maintenance",
                                         "confirmed": True})
         assert row.classification == "within"
     # Unconfirmed: refused, nothing written.
     with pytest.raises(RefusedOperation) as r, c.uow(RN) as u:
-        services.program(u, pid, {"dose_per_day": 340, "context": "maintenance"})
+        reviewed(services.program, u, pid, {"dose_per_day": 340, "context": "maintenance"})
     assert r.value.code == "unconfirmed"
     # Above recommended: a nurse may not, a physician needs a reason.
     over = {"dose_per_day": 495, "context": "maintenance", "confirmed": True}
     with pytest.raises(RefusedOperation) as r, c.uow(RN) as u:
-        services.program(u, pid, over)
-    assert r.value.code == "forbidden" and "only a physician" in r.value.reason
+        reviewed(services.program, u, pid, over)
+    assert r.value.code == "forbidden" and "who may: physician" in r.value.reason
     with pytest.raises(RefusedOperation) as r, c.uow(DR) as u:
-        services.program(u, pid, over)
+        reviewed(services.program, u, pid, over)
     assert r.value.code == "override_required"
     with c.uow(DR) as u:
-        row = services.program(u, pid, {**over, "override_reason": "spasms wake him nightly"})
+        row = reviewed(services.program, u, pid, {**over, "override_reason": "spasms wake him nightly"})
         assert row.classification == "above_recommended"
         assert row.override_reason == "spasms wake him nightly"
     # Beyond absolute: nobody.
     with pytest.raises(RefusedOperation) as r, c.uow(DR) as u:
-        services.program(u, pid, {"dose_per_day": 2000, "context": "maintenance",
+        reviewed(services.program, u, pid, {"dose_per_day": 2000, "context": "maintenance",
                                   "confirmed": True, "override_reason": "try it anyway"})
     assert r.value.code == "guardrail_absolute"
     # Ten days on, refill with a concentration change: bridge bolus, new refill-by.
@@ -101,11 +110,11 @@ def test_screening_implant_program_refill(empty_clinic: Clinic) -> None:
     with c.uow(RN) as u:
         review = services.refill_review(u, pid, {"withdrawn_ml": 0, "volume_ml": 20,
                                                  "concentration": 1000})
-        expected = review["expected"].value
-        assert review["bridge"] is not None
-        assert review["bridge"].bridge_volume.value == pytest.approx(0.14 + 0.0026 * 90)
+        expected = review.fact("discrepancy")["expected_ml"]
+        assert review.bridge is not None and review.bridge.given
+        assert review.bridge.volume_ml == pytest.approx(0.14 + 0.0026 * 90)
     with c.uow(RN) as u:
-        services.refill(u, pid, {"withdrawn_ml": round(expected - 0.1, 2), "volume_ml": 20,
+        reviewed(services.refill, u, pid, {"withdrawn_ml": round(expected - 0.1, 2), "volume_ml": 20,
                                  "concentration": 1000, "confirmed": True})
     with c.uow(RN) as u:
         refill = u.session.scalars(select(Refill)).one()
@@ -116,17 +125,26 @@ def test_screening_implant_program_refill(empty_clinic: Clinic) -> None:
         assert pump.refill_by is not None and pump.refill_by > T0 + timedelta(days=40)
 
 
-def test_flagged_discrepancy_needs_a_note(empty_clinic: Clinic) -> None:
+def test_flagged_discrepancy_needs_the_programmers_override(empty_clinic: Clinic) -> None:
+    """The clinic used to take a 5-character note; the rule is the programmer's: a flagged
+    discrepancy is beyond the recommended bounds, so an override reason from a role that may
+    override (a physician)."""
     pid = implanted(empty_clinic)
     with empty_clinic.uow(RN) as u:
         services.move_clock(u, T0 + timedelta(days=5))
-    fields = {"withdrawn_ml": 5, "volume_ml": 20, "concentration": 500, "confirmed": True}
-    with pytest.raises(InvalidInput) as e, empty_clinic.uow(RN) as u:
-        services.refill(u, pid, fields)
-    assert e.value.field == "note" and "mL" in e.value.allowed
-    with empty_clinic.uow(RN) as u:
-        row = services.refill(u, pid, {**fields, "note": "suspect pocket fill last time"})
+    fields = {"withdrawn_ml": 5, "volume_ml": 20, "concentration": 500, "confirmed": True,
+              "note": "suspect pocket fill last time"}
+    with pytest.raises(RefusedOperation) as e, empty_clinic.uow(RN) as u:
+        reviewed(services.refill, u, pid, fields)
+    assert e.value.code == "forbidden"
+    with pytest.raises(RefusedOperation) as e, empty_clinic.uow(DR) as u:
+        reviewed(services.refill, u, pid, fields)
+    assert e.value.code == "override_required"
+    with empty_clinic.uow(DR) as u:
+        row = reviewed(services.refill, u, pid, {**fields, "override_reason": "pocket fill "
+                                                 "suspected; aspirated and checked"})
         assert row.flagged and row.discrepancy_ml < -1
+        assert "override: pocket fill" in row.note
 
 
 def test_clock_raises_alarms_into_the_inbox_and_acknowledge(empty_clinic: Clinic) -> None:
@@ -265,7 +283,7 @@ def test_concurrent_pump_operations_conflict(empty_clinic: Clinic) -> None:
     c = empty_clinic
     pid = implanted(c)
     a, b = c.uow(RN), c.uow(DR)
-    services.program(a, pid, {"dose_per_day": 310, "confirmed": True})
+    reviewed(services.program, a, pid, {"dose_per_day": 310, "confirmed": True})
     pump_b = b.session.scalars(select(Pump)).one()
     a.__exit__(None, None, None)
     pump_b.reservoir_ml = 1.0
@@ -281,12 +299,13 @@ def test_flex_program_and_the_per_hour_mistake(empty_clinic: Clinic) -> None:
     with empty_clinic.uow(DR) as u:
         review = services.program_review(u, pid, {"mode": "flex", "context": "maintenance",
                                                   "steps": "00:00 330\n06:00 300\n22:00 330"})
-        assert review.proposed.daily_dose().value == pytest.approx(310)
+        written = services.parse_prescription(dict(review.commands)["program"]["prescription"])
+        assert written.daily_dose().value == pytest.approx(310)
         assert review.classification.value == "within"
     # A morning dose typed per hour in every step: 60 mcg/h is 1440 mcg/day: refused even
     # for a physician with a reason (beyond the absolute step from 300 mcg/day).
     with pytest.raises(RefusedOperation) as r, empty_clinic.uow(DR) as u:
-        services.program(u, pid, {"mode": "flex", "steps": "06:00 1440\n07:00 1440",
+        reviewed(services.program, u, pid, {"mode": "flex", "steps": "06:00 1440\n07:00 1440",
                                   "confirmed": True, "override_reason": "morning dose"})
     assert r.value.code == "guardrail_absolute" and "1440 mcg/day" in r.value.reason
     with pytest.raises(InvalidInput) as e, empty_clinic.uow(DR) as u:
@@ -326,10 +345,15 @@ def test_a_year_of_dashboard_driven_refills_never_runs_dry(empty_clinic: Clinic,
             with c.uow(RN) as u:
                 review = services.refill_review(u, pid, {"withdrawn_ml": 0, "volume_ml": 20,
                                                          "concentration": conc})
-                withdrawn = max(0.0, round(review["expected"].value - 0.1, 2))
-            with c.uow(RN) as u:
-                services.refill(u, pid, {"withdrawn_ml": withdrawn, "volume_ml": 20,
-                                         "concentration": conc, "confirmed": True})
+                withdrawn = max(0.0, round(review.fact("discrepancy")["expected_ml"] - 0.1, 2))
+                fields = {"withdrawn_ml": withdrawn, "volume_ml": 20, "concentration": conc,
+                          "confirmed": True}
+                review = services.refill_review(u, pid, fields)
+            # An unbridged rest beyond the recommended share: a physician's override.
+            who, why = (DR, {"override_reason": "rest of the path clears at the new flow"}) \
+                if review.needs_override else (RN, {})
+            with c.uow(who) as u:
+                reviewed(services.refill, u, pid, {**fields, **why})
                 pump = u.session.scalars(select(Pump)).one()
                 assert pump.refill_by is not None and pump.refill_by > u.now
             refills += 1
@@ -337,7 +361,7 @@ def test_a_year_of_dashboard_driven_refills_never_runs_dry(empty_clinic: Clinic,
             with c.uow(DR) as u:
                 pump = u.session.scalars(select(Pump)).one()
                 dose = round(pump.dose_per_day * rng.uniform(0.9, 1.1))
-                services.program(u, pid, {"dose_per_day": dose, "confirmed": True,
+                reviewed(services.program, u, pid, {"dose_per_day": dose, "confirmed": True,
                                           "override_reason": "randomised test change"})
     with c.uow(RN) as u:
         kinds = {a.kind for a in u.session.scalars(select(Alarm))}
@@ -353,14 +377,14 @@ def test_replace_pump_keeps_the_program(empty_clinic: Clinic) -> None:
     pid = implanted(c)
     with c.uow(RN) as u:
         services.move_clock(u, T0 + timedelta(days=40))  # low reservoir by now: alarms open
-    fields = {"profile": "itb-40", "serial": "SN-T2", "volume_ml": 40}
+    fields = {"profile": "itb-40", "serial": "SN-T2", "volume_ml": 40, "confirmed": True}
     with pytest.raises(Forbidden), c.uow(RN) as u:
-        services.replace_pump(u, pid, fields)
+        reviewed(services.replace_pump, u, pid, fields)
     with pytest.raises(InvalidInput) as e, c.uow(DR) as u:
-        services.replace_pump(u, pid, {**fields, "concentration": 2000})
+        reviewed(services.replace_pump, u, pid, {**fields, "concentration": 2000})
     assert e.value.field == "concentration" and "retained catheter" in e.value.allowed
     with c.uow(DR) as u:
-        new = services.replace_pump(u, pid, fields)
+        new = reviewed(services.replace_pump, u, pid, fields)
         assert new.profile == "itb-40" and new.catheter_length_cm == 90
     with c.uow(DR) as u:
         pumps = list(u.session.scalars(select(Pump).order_by(Pump.id)))

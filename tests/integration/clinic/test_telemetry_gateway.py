@@ -20,42 +20,53 @@ from openitb.pump.controller import PumpController
 from openitb.pumpservice.service import PumpService
 from openitb.telemetry.session import Role
 
-from .test_services import DR, RN, T0, implanted
+from .test_services import DR, RN, T0, implanted, reviewed
 
 SECRET = b"test-secret-for-the-clinic-pumps"
 
 
 @pytest.fixture
-def gateway() -> Iterator[TelemetryPumpGateway]:
+def gateway(empty_clinic: Clinic) -> Iterator[TelemetryPumpGateway]:
+    """The clinic built with this gateway (passed in, no module global)."""
     gw = TelemetryPumpGateway(SECRET)
-    previous = services.GATEWAY
-    services.set_gateway(gw)
+    empty_clinic.gateway = gw
     yield gw
-    services.set_gateway(previous)
 
 
-def test_the_web_app_default_is_the_telemetry_gateway() -> None:
-    assert isinstance(services.GATEWAY, TelemetryPumpGateway)
+def test_the_clinic_default_is_the_telemetry_gateway(tmp_path: Any) -> None:
+    from openitb.store.db import make_engine
+
+    clinic = Clinic(make_engine(f"sqlite:///{tmp_path / 'default.db'}"))
+    assert isinstance(clinic.gateway, TelemetryPumpGateway)
+    with clinic.uow(DR) as u:
+        assert u.gateway is clinic.gateway
+    clinic.engine.dispose()
 
 
-def test_program_change_is_served_by_the_pump_over_frames(empty_clinic: Clinic,
-                                                          gateway: TelemetryPumpGateway) -> None:
+def test_program_change_is_one_session_served_by_the_pump_over_frames(
+        empty_clinic: Clinic, gateway: TelemetryPumpGateway) -> None:
     pid = implanted(empty_clinic)
-    # implant: the new pump's interrogation, refill, program + start, priming: one session each
-    assert gateway.counters.sessions == 4
-    assert gateway.counters.commands == ["read_status", "read_status", "refill", "read_status",
-                                         "program", "start", "read_status", "priming_bolus",
-                                         "read_status"]
-    before = (gateway.counters.commands_served, gateway.counters.frames)
+    # implant: its review reads the new pump (one session), the confirm is one session
+    assert gateway.counters.sessions == 2
+    assert gateway.counters.commands == ["read_status", "read_status", "refill", "program",
+                                         "start", "priming_bolus", "read_status"]
+    before = (gateway.counters.commands_served, gateway.counters.frames,
+              gateway.counters.sessions)
+    gateway.counters.commands.clear()
+    with empty_clinic.uow(RN) as u:
+        review = services.program_review(u, pid, {"dose_per_day": 330,
+                                                  "context": "maintenance"})
+    assert gateway.counters.commands == ["read_status"]
     gateway.counters.commands.clear()
     with empty_clinic.uow(RN) as u:
         services.program(u, pid, {"dose_per_day": 330, "context": "maintenance",
-                                  "confirmed": True})
-    # the review interrogates, then program is written and read back
+                                  "confirmed": True, "review_token": review.token})
+    # the confirm reads (the review recomputed), writes, reads back: one session
     assert gateway.counters.commands == ["read_status", "program", "read_status"]
-    assert gateway.counters.commands_served == before[0] + 3
-    # HELLO per session (2), one frame per command (3), BYE per session (2)
-    assert gateway.counters.frames == before[1] + 7
+    assert gateway.counters.sessions == before[2] + 2
+    assert gateway.counters.commands_served == before[0] + 4
+    # per session HELLO and BYE, one frame per command: (1 + 2) + (3 + 2)
+    assert gateway.counters.frames == before[1] + 8
     record = gateway.last_record
     assert record is not None and record.role == "clinician" and record.pump == "SN-T1"
     assert record.changes[-1]["readback"] == "matches"
@@ -70,13 +81,12 @@ def test_the_same_use_cases_give_the_same_pump_as_the_direct_gateway(
     from openitb.store.db import make_engine
 
     def run(gw: Any, name: str) -> tuple[float, float, Any]:
-        services.set_gateway(gw)
-        clinic = Clinic(make_engine(f"sqlite:///{tmp_path / name}"))
+        clinic = Clinic(make_engine(f"sqlite:///{tmp_path / name}"), gateway=gw)
         pid = implanted(clinic)
         with clinic.uow(RN) as u:
             services.move_clock(u, T0 + timedelta(days=10))
         with clinic.uow(RN) as u:
-            services.refill(u, pid, {"withdrawn_ml": 14, "volume_ml": 20, "concentration": 2000,
+            reviewed(services.refill, u, pid, {"withdrawn_ml": 14, "volume_ml": 20, "concentration": 2000,
                                      "confirmed": True, "note": "checked the needle position"})
         with clinic.uow(DR) as u:
             pump = queries.patient_record(u, pid)["pump"]
@@ -110,9 +120,9 @@ def test_keys_are_per_pump_and_a_wrong_key_is_refused(empty_clinic: Clinic,
             return svc
 
     pid = implanted(empty_clinic)
-    services.set_gateway(WrongKeys(SECRET))
+    empty_clinic.gateway = WrongKeys(SECRET)
     with pytest.raises(RefusedOperation) as e, empty_clinic.uow(RN) as u:
-        services.program(u, pid, {"dose_per_day": 330, "context": "maintenance",
+        reviewed(services.program, u, pid, {"dose_per_day": 330, "context": "maintenance",
                                   "confirmed": True})
     assert e.value.code == "bad_mac"
 
@@ -143,13 +153,13 @@ def test_a_readback_mismatch_is_a_clinic_error_and_nothing_is_stored(
     pid = implanted(empty_clinic)
     with empty_clinic.uow(DR) as u:
         state_before = dict(queries.patient_record(u, pid)["pump"].state)
-    services.set_gateway(Misreporting(SECRET))
+    empty_clinic.gateway = Misreporting(SECRET)
     with pytest.raises(ReadbackMismatch) as e, empty_clinic.uow(RN) as u:
-        services.program(u, pid, {"dose_per_day": 330, "context": "maintenance",
+        reviewed(services.program, u, pid, {"dose_per_day": 330, "context": "maintenance",
                                   "confirmed": True})
     assert e.value.code == "readback_mismatch"
     assert any(d.startswith("program.dose") for d in e.value.differences)
-    services.set_gateway(gateway)
+    empty_clinic.gateway = gateway
     with empty_clinic.uow(DR) as u:
         rec = queries.patient_record(u, pid)
         assert rec["pump"].dose_per_day == 300  # the transaction rolled back
@@ -164,8 +174,8 @@ def test_a_pump_refusal_carries_the_wire_code(empty_clinic: Clinic,
         pump = queries.patient_record(u, pid)["pump"]
         state = dict(pump.state)
         sessions = gateway.counters.sessions
-        with pytest.raises(RefusedOperation) as e:
-            gateway.acknowledge(pump, u.now, "eri")  # no such alarm sounding
+        with pytest.raises(RefusedOperation) as e, gateway.session(pump, u.now) as s:
+            s.send("acknowledge_alarm", kind="eri")  # no such alarm sounding
         assert e.value.code == "refused"
         assert pump.state == state  # nothing stored
         assert gateway.counters.sessions == sessions + 1  # the session was closed and counted

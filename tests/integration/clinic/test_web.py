@@ -17,6 +17,15 @@ from openitb.web.security import COOKIE
 
 from .conftest import csrf_of, login, page_csrf
 
+TOKEN = re.compile(r'name="review_token" id="review_token" value="([0-9a-f.]+)"')
+
+
+def token_in(html: str) -> str:
+    """The review token of the review shown on a page (the confirm must send it)."""
+    m = TOKEN.search(html)
+    assert m, "no review token on the page"
+    return m.group(1)
+
 
 def client_for(clinic: Clinic) -> TestClient:
     return TestClient(create_app(clinic, demo=True))
@@ -81,7 +90,8 @@ def test_nurse_refill_with_concentration_change_updates_dashboard(demo_clinic: C
     review = c.post(f"/patients/{pid}/refill", data=data)
     assert review.status_code == 200
     assert 'id="bridge"' in review.text and "bridge bolus" in review.text
-    done = c.post(f"/patients/{pid}/refill", data={**data, "confirmed": "on"},
+    done = c.post(f"/patients/{pid}/refill", data={**data, "confirmed": "on",
+                                                   "review_token": token_in(review.text)},
                   follow_redirects=False)
     assert done.status_code == 303
     patient = c.get(done.headers["location"]).text
@@ -97,8 +107,10 @@ def test_physician_override_nurse_refused(demo_clinic: Clinic) -> None:
     t = page_csrf(nurse.get(f"/patients/{pid}/program").text)
     data = {"csrf_token": t, "mode": "continuous", "dose_per_day": "130",
             "context": "titration", "confirmed": "on", "override_reason": "nurse tries"}
-    r = nurse.post(f"/patients/{pid}/program", data=data)
-    assert r.status_code == 422 and "only a physician" in r.text
+    seen = nurse.post(f"/patients/{pid}/program", data={**data, "confirmed": ""})
+    r = nurse.post(f"/patients/{pid}/program", data={**data,
+                                                     "review_token": token_in(seen.text)})
+    assert r.status_code == 422 and "who may: physician" in r.text
     doc = client_for(demo_clinic)
     form_login(doc, "dr.rivera")
     t = page_csrf(doc.get(f"/patients/{pid}/program").text)
@@ -106,7 +118,8 @@ def test_physician_override_nurse_refused(demo_clinic: Clinic) -> None:
                                                          "confirmed": "", "override_reason": ""})
     assert "g-above_recommended" in review.text and 'id="review"' in review.text
     ok = doc.post(f"/patients/{pid}/program", data={**data, "csrf_token": t,
-                                                     "override_reason": "rebound spasms at night"},
+                                                     "override_reason": "rebound spasms at night",
+                                                     "review_token": token_in(review.text)},
                   follow_redirects=False)
     assert ok.status_code == 303
     assert "rebound spasms at night" in doc.get(f"/patients/{pid}").text
@@ -193,10 +206,15 @@ def test_register_screen_and_implant_through_the_pages(demo_clinic: Clinic) -> N
     assert r.status_code == 303
     page = doc.get(url).text
     assert "screened" in page and "first pump dose 50 mcg/day" in page  # effect > 8 h
-    r = doc.post(f"{url}/implant", data={"csrf_token": t, "profile": "itb-20",
-                                         "serial": "SN-WEB-1", "catheter_length_cm": "85",
-                                         "tip_level": "T9", "volume_ml": "20",
-                                         "concentration": "500", "dose_per_day": ""},
+    form = {"csrf_token": t, "profile": "itb-20", "serial": "SN-WEB-1",
+            "catheter_length_cm": "85", "tip_level": "T9", "volume_ml": "20",
+            "concentration": "500", "dose_per_day": ""}
+    seen = doc.post(f"{url}/implant", data=form)
+    assert seen.status_code == 200 and 'id="review"' in seen.text  # a review step first
+    assert "priming_bolus" in seen.text and "g-below_recommended" in seen.text
+    r = doc.post(f"{url}/implant", data={**form, "confirmed": "on",
+                                         "override_reason": "the screening's first dose",
+                                         "review_token": token_in(seen.text)},
                  follow_redirects=False)
     assert r.status_code == 303, r.text
     page = doc.get(url).text
@@ -214,35 +232,50 @@ def test_register_screen_and_implant_through_the_pages(demo_clinic: Clinic) -> N
     assert "99" not in re.search(r'id="e-weight"[^>]*>', doc.get(url).text).group(0)  # type: ignore[union-attr]
 
 
-def test_sign_in_is_throttled_after_repeated_failures(demo_clinic: Clinic) -> None:
-    c = client_for(demo_clinic)
+def test_sign_in_is_throttled_per_address_with_growing_delays(demo_clinic: Clinic) -> None:
+    """After the free failures an address must wait, growing with each failure; the wait is
+    refused (429, counted) without the password being checked."""
+    now = [1000.0]
+    app = create_app(demo_clinic, demo=True)
+    from openitb.web.throttle import ADDRESS_FREE, LoginThrottle
+
+    app.state.login_throttle = LoginThrottle(clock=lambda: now[0])
+    c = TestClient(app)
     token = csrf_of(c)
-    for _ in range(5):
-        r = c.post("/api/v1/auth/login", json={"username": "nurse.kim", "password": "guess"},
+
+    def attempt(password: str) -> int:
+        return c.post("/api/v1/auth/login", json={"username": "nurse.kim", "password": password},
+                      headers={"X-CSRF-Token": token}).status_code
+
+    for _ in range(ADDRESS_FREE):
+        assert attempt("guess") == 401
+    waits = []
+    for _ in range(4):
+        r = c.post("/api/v1/auth/login", json={"username": "nurse.kim", "password": DEMO_PASSWORD},
                    headers={"X-CSRF-Token": token})
-        assert r.status_code == 401
-    r = c.post("/api/v1/auth/login", json={"username": "nurse.kim", "password": DEMO_PASSWORD},
-               headers={"X-CSRF-Token": token})
-    assert r.status_code == 429 and "too many failed sign-ins" in r.json()["reason"]
-    other = c.post("/api/v1/auth/login", json={"username": "dr.rivera", "password": DEMO_PASSWORD},
-                   headers={"X-CSRF-Token": token})
-    assert other.status_code == 200
+        assert r.status_code == 429 and "too many failed sign-ins" in r.json()["reason"]
+        waits.append(int(r.json()["reason"].split("try again in ")[1].split()[0]))
+        now[0] += waits[-1]  # wait it out, then fail again
+        assert attempt("guess") == 401
+    assert waits == sorted(waits) and waits[-1] > waits[0]  # the delay grows
     with demo_clinic.uow(SYSTEM) as u:
         codes = [e.after.get("code") for e in u.session.scalars(select(AuditEntry).where(
             AuditEntry.actor == "nurse.kim", AuditEntry.outcome == "refused")) if e.after]
-        assert codes.count("unauthenticated") == 5 and codes.count("throttled") == 1
+    assert codes.count("unauthenticated") == ADDRESS_FREE + 4  # guesses at a real account
+    assert "throttled" not in codes  # counted, not one row each
 
 
 def test_throttle_window_passes() -> None:
-    from openitb.web.throttle import LoginThrottle
+    from openitb.web.throttle import ADDRESS_FREE, WINDOW_S, LoginThrottle
 
     now = [0.0]
-    t = LoginThrottle(max_failures=2, window_s=60, clock=lambda: now[0])
-    t.failed("A")
-    t.failed("a")
-    assert t.wait_seconds("a") == 60
-    now[0] = 61
-    assert t.wait_seconds("a") == 0
+    t = LoginThrottle(clock=lambda: now[0])
+    for _ in range(ADDRESS_FREE + 1):
+        t.failed("a", "1.2.3.4")
+    assert t.wait_seconds("a", "1.2.3.4") > 0
+    assert t.wait_seconds("a", "5.6.7.8") == 0  # another address, the same account
+    now[0] = WINDOW_S + 1
+    assert t.wait_seconds("a", "1.2.3.4") == 0
 
 
 def test_sign_out_ends_every_session_of_the_user(demo_clinic: Clinic) -> None:
@@ -281,12 +314,20 @@ def test_replace_the_pump_near_eri_through_the_page(demo_clinic: Clinic) -> None
     doc = client_for(demo_clinic)
     form_login(doc, "dr.rivera")
     assert re.search(r"Helmut Weber</a></td>\s*<td>pump SN-\S+ reaches ERI", doc.get("/").text)
-    t = page_csrf(doc.get(f"/patients/{pid}").text)
-    r = doc.post(f"/patients/{pid}/replace", data={"csrf_token": t, "serial": "SN-NEW-1",
-                                                   "profile": "itb-40", "volume_ml": "40",
-                                                   "concentration": "2000"},
+    form_page = doc.get(f"/patients/{pid}/replace").text
+    # the concentration is a choice from the drug library, not free text
+    assert '<select id="r-conc" name="concentration">' in form_page
+    t = page_csrf(form_page)
+    form = {"csrf_token": t, "serial": "SN-NEW-1", "profile": "itb-40", "volume_ml": "40",
+            "concentration": "2000"}
+    seen = doc.post(f"/patients/{pid}/replace", data=form)
+    assert seen.status_code == 200 and 'id="review"' in seen.text  # a review step first
+    assert "explant" in seen.text and "priming_bolus" in seen.text
+    assert "serial SN-NEW-1" not in doc.get(f"/patients/{pid}").text  # nothing written yet
+    r = doc.post(f"/patients/{pid}/replace", data={**form, "confirmed": "on",
+                                                   "review_token": token_in(seen.text)},
                  follow_redirects=False)
-    assert r.status_code == 303
+    assert r.status_code == 303, r.text
     page = doc.get(f"/patients/{pid}").text
     assert "serial SN-NEW-1" in page and "catheter retained" in page
     assert "reaches ERI" not in doc.get("/").text
@@ -338,9 +379,11 @@ def test_patient_page_and_api_show_the_model_prediction(demo_clinic: Clinic) -> 
     assert before["dose_per_day"] == doc.get(f"/api/v1/patients/{pid}").json()["pump"][
         "dose_per_day"]
     t = page_csrf(doc.get(f"/patients/{pid}/program").text)
+    form = {"csrf_token": t, "mode": "continuous",
+            "dose_per_day": str(before["dose_per_day"] * 1.1), "context": "titration"}
+    seen = doc.post(f"/patients/{pid}/program", data=form)
     r = doc.post(f"/patients/{pid}/program", data={
-        "csrf_token": t, "mode": "continuous", "dose_per_day": str(before["dose_per_day"] * 1.1),
-        "context": "titration", "confirmed": "on"}, follow_redirects=False)
+        **form, "confirmed": "on", "review_token": token_in(seen.text)}, follow_redirects=False)
     assert r.status_code == 303, r.text
     after = doc.get(f"/api/v1/patients/{pid}").json()["predicted_effect"]
     assert after["dose_per_day"] > before["dose_per_day"]

@@ -52,8 +52,8 @@ def test_every_example_runs_from_the_cli_with_json_plot_and_csv(path: Path, tmp_
     assert out["scenario"] and out["days"] > 0
     assert png.stat().st_size > 20_000 and png.read_bytes()[:4] == b"\x89PNG"
     header = csv.read_text().splitlines()[0].split(",")
-    assert {"time_h", "dose_at_tip_mcg_per_h", "csf_lumbar_ng_per_ml", "mas", "withdrawal",
-            "overdose"} <= set(header)
+    assert {"time_h", "dose_at_tip_mcg_per_h", "csf_lumbar_ng_per_ml", "mas_0_to_4",
+            "withdrawal_severity_0_to_1", "overdose_severity_0_to_1"} <= set(header)
 
 
 def test_the_table_output_without_json() -> None:
