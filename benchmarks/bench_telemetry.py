@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from openitb.telemetry.client import ProgrammerClient
-from openitb.telemetry.frames import Frame, MessageType, encode, parse_unverified
+from openitb.telemetry.frames import Frame, MessageType, encode, split
 from openitb.telemetry.fuzz import mutated
 from openitb.telemetry.session import PumpEndpoint, Role
 from openitb.telemetry.tcp import ServerThread, TcpTransport
@@ -48,7 +48,7 @@ def fuzz(n: int, seed: int = 1) -> tuple[int, int, int]:
         else:
             data = mutated(rng.choice(good), rng, 4)
         reply = ep.handle(data)
-        if parse_unverified(reply)[0].type is MessageType.ERROR:
+        if split(reply).type is MessageType.ERROR:
             errors += 1
     return n, errors, len(calls)
 
