@@ -193,18 +193,18 @@ _QUOTIENTS: dict[tuple[type, type], tuple[type[Quantity], float]] = {
 
 # Parsing at the edge ------------------------------------------------------------------------
 # One strict grammar for every quantity that comes from outside (CLI, JSON API, wire, TOML):
-# an optional sign, a plain decimal number (no exponent, no arithmetic), and a unit spelled as
-# in the allowlist below. The text is bounded before the regular expression runs, the
+# an optional sign, a decimal number (digits, an optional fraction and an optional exponent of
+# at most 3 digits, so that the repr() of any float the programmer sends reads back exactly; no
+# arithmetic), and a unit spelled as in the allowlist below. The text is bounded before the regular expression runs, the
 # expression has no nested repetition, so a parse costs microseconds whatever the input.
 # pint only converts an allowlisted unit to the canonical one (once per unit, cached); it never
 # sees the user's text, so "9**9**9 mL" or "2*200 mcg/day" cannot be evaluated.
-MAX_QUANTITY_TEXT = 40
-MAX_INTEGER_DIGITS = 9
-MAX_FRACTION_DIGITS = 9
+MAX_QUANTITY_TEXT = 64
+MAX_DIGITS = 24
 
 _QUANTITY = re.compile(
-    r"(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+|infinity|inf|nan))"
-    r"(?:\s*(?P<unit>[^\s0-9+.-].*))?", re.IGNORECASE)
+    r"(?P<number>[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?"
+    r"|infinity|inf|nan))(?:\s*(?P<unit>[^\s0-9+.-].*))?", re.IGNORECASE)
 
 # Accepted spellings -> pint unit names. Case matters: "mL" and "ML" (a megalitre) differ.
 _MASS = {"mcg": "microgram", "ug": "microgram", "µg": "microgram", "μg": "microgram",
@@ -288,11 +288,12 @@ def _magnitude(text: object, kind: str, example: str, field: str) -> tuple[float
     if unit_kind != kind:
         raise InvalidInput(field, text, f"that is not a {kind} ({spelling} is a {unit_kind}); "
                            f"{allowed}")
-    whole, _, fraction = digits.partition(".")
-    if len(whole.lstrip("0")) > MAX_INTEGER_DIGITS or len(fraction) > MAX_FRACTION_DIGITS:
-        raise InvalidInput(field, text, f"at most {MAX_INTEGER_DIGITS} digits before and "
-                           f"{MAX_FRACTION_DIGITS} after the decimal point; {allowed}")
+    mantissa = digits.lower().partition("e")[0]
+    if sum(c.isdigit() for c in mantissa) > MAX_DIGITS:
+        raise InvalidInput(field, text, f"at most {MAX_DIGITS} digits; {allowed}")
     value = float(number)
+    if math.isinf(value):
+        raise InvalidInput(field, text, f"not a finite number; {allowed}")
     if value < 0:
         raise InvalidInput(field, text, f"must not be negative; {allowed}")
     return value, spelling
@@ -302,7 +303,7 @@ def parse(text: object, cls: type[Q], field: str) -> Q:
     """Parse text such as "0.5 mg/mL" into the typed quantity ``cls``.
 
     Refuses (InvalidInput, naming ``field``) empty or over-long text, anything but a plain
-    decimal number and an allowlisted unit, a bare number, a unit of the wrong dimension, NaN,
+    decimal number (optionally with an exponent) and an allowlisted unit, a bare number, a unit of the wrong dimension, NaN,
     infinity and negative amounts.
     """
     if isinstance(text, cls):
