@@ -22,8 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from openitb.errors import InvalidInput
 
 M = TypeVar("M", bound=BaseModel)
-HEX_KEY = r"^[0-9a-f]{64}$"
-SERIAL = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
+SERIAL_OR_EMPTY = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,39})?$"
 MAX_STATE_FILE = 1 << 20
 MAX_ACTIVATIONS = 1000
 
@@ -32,16 +31,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
+# Keys are text here; store._key() checks them as 64 hex digits without showing them.
 class KeyFileDoc(_Strict):
-    serial: str = Field(pattern=SERIAL)
+    serial: str = Field(default="", pattern=SERIAL_OR_EMPTY)
     role: Literal["clinician", "patient"]
-    key: str = Field(pattern=HEX_KEY)
+    key: str = Field(max_length=128)
 
 
 class KeysDoc(_Strict):
-    serial: str = Field(pattern=SERIAL)
-    clinician: str = Field(pattern=HEX_KEY)
-    patient: str = Field(pattern=HEX_KEY)
+    serial: str = Field(pattern=SERIAL_OR_EMPTY)
+    clinician: str = Field(max_length=128)
+    patient: str = Field(max_length=128)
 
 
 class PtmLimitsDoc(_Strict):
