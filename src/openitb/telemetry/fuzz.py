@@ -78,10 +78,11 @@ def signed_frame(mtype: int, seq: int, body: bytes, key: bytes) -> bytes:
 
 
 def authenticated_frame(rng: random.Random, key: bytes, next_seq: int,
-                        names: tuple[str, ...]) -> tuple[bytes, int, bool]:
+                        names: tuple[str, ...], damage_from: int = 0) -> tuple[bytes, int, bool]:
     """One hostile frame for a session with ``key``: (frame, its sequence, whether it carries a
     valid MAC). Mostly well-formed commands with wrong arguments; also old, equal and far
-    sequences, other message types, damaged CBOR, and signed frames damaged afterwards."""
+    sequences, other message types, damaged CBOR, and signed frames damaged afterwards (from
+    byte ``damage_from``: 12 keeps the header's length, so a stream stays in step)."""
     roll = rng.random()
     seq = next_seq
     if roll < 0.1:
@@ -103,5 +104,5 @@ def authenticated_frame(rng: random.Random, key: bytes, next_seq: int,
         body = b"\xa0"
     frame = signed_frame(mtype, seq, body, key)
     if rng.random() < 0.2:  # damaged after signing: the MAC (or CRC) no longer holds
-        return mutated(frame, rng, 3), seq, False
+        return mutated(frame, rng, 3, damage_from), seq, False
     return frame, seq, True

@@ -60,8 +60,10 @@ class BoundedLog:
         self._window = clock()
         self._count = 0
         self.suppressed = 0
+        self.total = 0
 
     def __call__(self, message: str) -> None:
+        self.total += 1
         now = self._clock()
         if now - self._window >= 60.0:
             if self.suppressed:
