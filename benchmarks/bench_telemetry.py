@@ -30,7 +30,7 @@ from openitb.pump.memory import InMemory
 from openitb.pumpservice.clock import ManualClock
 from openitb.pumpservice.service import PumpService
 from openitb.telemetry.client import ProgrammerClient
-from openitb.telemetry.frames import Frame, FrameError, MessageType, encode, split
+from openitb.telemetry.frames import Frame, MessageType, encode, split
 from openitb.telemetry.fuzz import authenticated_frame, mutated, signed_frame
 from openitb.telemetry.session import Role
 from openitb.telemetry.tcp import ServerThread, TcpTransport
