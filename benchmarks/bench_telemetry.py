@@ -183,6 +183,32 @@ def authenticated(rig: Rig, n: int, send_factory: Callable[[], Callable[[bytes],
     return tally
 
 
+def flood(rig: Rig, server: ServerThread, n: int = 1100) -> str:
+    """``n`` connections each sending a HELLO under an unknown key (the issue's attack, without
+    the 20 s wait): how many the server still holds, and the clinician's round trip meanwhile."""
+    import socket
+
+    hello = encode(Frame(MessageType.HELLO, 1, {"role": "clinician",
+                                                "client_nonce": os.urandom(16)}), os.urandom(32))
+    socks = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        s.sendall(hello)
+        socks.append(s)
+    opened = time.perf_counter() - t0
+    t = TcpTransport("127.0.0.1", server.port)
+    rt = round_trips(t, 50)
+    t.close()
+    held = server.gate.unauthenticated
+    for s in socks:
+        s.close()
+    return (f"flood: {n} connections with a bad HELLO opened in {opened:.1f} s; held by the "
+            f"server without a session {held} (cap {server.gate.max_unauthenticated}), closed "
+            f"over the cap {server.gate.closed_over_cap}; clinician read_status meanwhile median "
+            f"{statistics.median(rt) * 1e3:.1f} ms; log lines {server.log.total}")
+
+
 def round_trips(transport: Any, n: int) -> list[float]:
     client = ProgrammerClient(transport, Role.CLINICIAN, KEYS[Role.CLINICIAN])
     client.open()
@@ -240,6 +266,7 @@ def main() -> int:
         t = TcpTransport("127.0.0.1", server.port)
         ok = round_trips(t, 10) and True
         t.close()
+        print(flood(rig, server), flush=True)
         calls_reference = round_trips(rig.endpoint().handle, 2000)
         t = TcpTransport("127.0.0.1", server.port)
         tcp_rt = round_trips(t, 2000)

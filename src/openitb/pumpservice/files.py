@@ -31,6 +31,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
+class IdentityDoc(_Strict):
+    serial: str = Field(pattern=SERIAL_OR_EMPTY, min_length=1)
+    profile: str = Field(min_length=1, max_length=40)
+    created: str = Field(min_length=1, max_length=40)
+
+
 # Keys are text here; store._key() checks them as 64 hex digits without showing them.
 class KeyFileDoc(_Strict):
     serial: str = Field(default="", pattern=SERIAL_OR_EMPTY)

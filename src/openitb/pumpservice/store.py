@@ -106,23 +106,9 @@ def create(directory: Path, profile: str, serial: str, now: datetime, seed: int 
     return ident, keys
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(what, str(path), "an existing file (create the pump with "
-                           "`itb pump new`)") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(what, str(path), f"valid JSON ({exc})") from None
-
-
 def load_identity(directory: Path) -> Identity:
-    d = _read_json(directory / "pump.json", "state")
-    try:
-        return Identity(str(d["serial"]), str(d["profile"]), str(d["created"]))
-    except (KeyError, TypeError):
-        raise InvalidInput("state", str(directory), "a pump.json with serial, profile, created"
-                           ) from None
+    d = files.load(directory / "pump.json", files.IdentityDoc, "state")
+    return Identity(d.serial, d.profile, d.created)
 
 
 def _key(hex_text: Any, what: str) -> bytes:

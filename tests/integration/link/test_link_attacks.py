@@ -288,6 +288,10 @@ def test_serve_refuses_open_keys_state_dir_and_a_misshapen_ptm_json(tmp_path: Pa
     (d / "ptm.json").write_text('[]')
     with pytest.raises(InvalidInput, match="ptm.json"):
         open_service(d, "virtual", 1.0)
+    (d / "ptm.json").write_text('{"limits": null, "activations": []}')
+    (d / "pump.json").write_text('{"serial": ["S-1"], "profile": "itb-20"}')
+    with pytest.raises(InvalidInput, match="pump.json"):
+        open_service(d, "virtual", 1.0)
 
 
 # --- ranges ------------------------------------------------------------------------------------
