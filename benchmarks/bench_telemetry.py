@@ -267,12 +267,13 @@ def main() -> int:
         ok = round_trips(t, 10) and True
         t.close()
         print(flood(rig, server), flush=True)
+        crashes_in_flood = server.log.total  # a connection that ended by an exception
         calls_reference = round_trips(rig.endpoint().handle, 2000)
         t = TcpTransport("127.0.0.1", server.port)
         tcp_rt = round_trips(t, 2000)
         t.close()
     frames = sum(x.frames for x in tallies)
-    crashes = sum(x.crashes for x in tallies)
+    crashes = sum(x.crashes for x in tallies) + crashes_in_flood
     hangs = sum(x.hangs for x in tallies)
     changes = sum(x.unauth_changes for x in tallies)
     print(f"in all: {frames:,} frames; crashes {crashes}, hangs {hangs}, unauthenticated state "

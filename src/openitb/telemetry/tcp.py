@@ -139,9 +139,11 @@ async def _serve_connection(
             try:
                 total = frame_length(head)
             except FrameError as exc:
-                writer.write(encode(Frame(MessageType.ERROR, 0, {"code": exc.code,
-                                                                 "reason": exc.reason}), bytes(32)))
-                await asyncio.wait_for(writer.drain(), READ_TIMEOUT_S)
+                with contextlib.suppress(TimeoutError, ConnectionError):
+                    writer.write(encode(Frame(MessageType.ERROR, 0, {"code": exc.code,
+                                                                     "reason": exc.reason}),
+                                        bytes(32)))
+                    await asyncio.wait_for(writer.drain(), READ_TIMEOUT_S)
                 return
             try:
                 rest = await asyncio.wait_for(reader.readexactly(total - HEADER.size),
@@ -150,8 +152,11 @@ async def _serve_connection(
                 return
             async with lock:  # one command at a time reaches the pump
                 reply = endpoint.handle(head + rest)
-            writer.write(reply)
-            await asyncio.wait_for(writer.drain(), READ_TIMEOUT_S)
+            try:
+                writer.write(reply)
+                await asyncio.wait_for(writer.drain(), READ_TIMEOUT_S)
+            except (TimeoutError, ConnectionError):
+                return  # the peer went away (or was closed over a cap): not an error
             if endpoint.role is None and (
                     endpoint.refused_without_session >= MAX_REFUSED_WITHOUT_SESSION):
                 return  # out of budget: a programmer with the right key never gets here
