@@ -32,7 +32,7 @@ from openitb.pumpservice.clock import VirtualClock
 from openitb.pumpservice.service import PumpService
 from openitb.pumpservice.transport import InProcessTransport
 from openitb.telemetry.client import ProgrammerClient
-from openitb.telemetry.frames import Frame, MessageType, encode, parse_unverified
+from openitb.telemetry.frames import Frame, MessageType, encode, split
 from openitb.telemetry.fuzz import mutated
 from openitb.telemetry.session import Role
 from openitb.telemetry.tcp import ServerThread, TcpTransport
@@ -116,7 +116,7 @@ def fuzz_real_service(n: int, directory: Path, seed: int = 3) -> tuple[int, int,
             data = rng.randbytes(rng.randint(0, 160))
         else:
             data = mutated(rng.choice(good), rng, 4)
-        if parse_unverified(ep.handle(data))[0].type is MessageType.ERROR:
+        if split(ep.handle(data)).type is MessageType.ERROR:
             errors += 1
     return n, errors, json.dumps(service.pump.to_dict(), sort_keys=True) == before
 

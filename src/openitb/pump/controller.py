@@ -485,6 +485,11 @@ class PumpController:
             return Response(False, f"bolus duration {c.duration} must be 1 min to 24 h")
         if c.dose.value <= 0:
             return Response(False, "bolus dose must be above 0 mcg")
+        # Like a volume bolus, at least one stroke: less is not a dose the motor can give.
+        stroke_mcg = self.nominal_nl / 1e6 * self.program_conc
+        if c.dose.value < stroke_mcg:
+            return Response(False, f"bolus dose {c.dose.value:.3g} mcg is less than one stroke "
+                                   f"({stroke_mcg:.3g} mcg at {self.program_conc:g} mcg/mL)")
         rate = self._strokes_per_s(c.dose.value * DAY_S / seconds)
         flow_ml_h = float(rate) * self.nominal_nl * 3600 / 1e6
         if flow_ml_h > self.profile.bolus_max_flow_ml_per_hour + 1e-12:

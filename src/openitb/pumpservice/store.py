@@ -28,6 +28,7 @@ from openitb.errors import InvalidInput, RefusedOperation
 from openitb.pump.controller import PumpController
 from openitb.pump.memory import FileMemory
 from openitb.pump.patient_bolus import PatientBolusBook
+from openitb.pumpservice import files
 from openitb.telemetry.session import Role
 
 KEY_LEN = 32
@@ -82,10 +83,11 @@ def create(directory: Path, profile: str, serial: str, now: datetime, seed: int 
     length = cath.check_length(cath.max_length_cm if catheter_length_cm is None
                                else catheter_length_cm)
     catheter_nl = round(cath.volume(length).value * 1_000_000)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     if (directory / "pump.json").exists():
         raise RefusedOperation(f"{directory} already holds pump; choose an empty directory",
                                code="exists")
+    directory.chmod(0o700)  # it holds the keys (files.check_private)
     rng = np.random.default_rng(seed)
     controller = PumpController.manufacture(profile, now, rng, catheter_volume_nl=catheter_nl,
                                             memory=FileMemory(directory / "memory"))
@@ -104,23 +106,9 @@ def create(directory: Path, profile: str, serial: str, now: datetime, seed: int 
     return ident, keys
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(what, str(path), "an existing file (create the pump with "
-                           "`itb pump new`)") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(what, str(path), f"valid JSON ({exc})") from None
-
-
 def load_identity(directory: Path) -> Identity:
-    d = _read_json(directory / "pump.json", "state")
-    try:
-        return Identity(str(d["serial"]), str(d["profile"]), str(d["created"]))
-    except (KeyError, TypeError):
-        raise InvalidInput("state", str(directory), "a pump.json with serial, profile, created"
-                           ) from None
+    d = files.load(directory / "pump.json", files.IdentityDoc, "state")
+    return Identity(d.serial, d.profile, d.created)
 
 
 def _key(hex_text: Any, what: str) -> bytes:
@@ -134,22 +122,18 @@ def _key(hex_text: Any, what: str) -> bytes:
 
 
 def load_keys(directory: Path) -> dict[Role, bytes]:
-    d = _read_json(directory / "keys.json", "keys")
-    if not isinstance(d, dict):
-        raise InvalidInput("keys", str(directory / "keys.json"), "a JSON object")
-    return {r: _key(d.get(r.value), f"keys.{r.value}") for r in Role}
+    # files.py: the directory and the file must be private, the file of the KeysDoc schema.
+    files.check_private(directory, "state")
+    path = directory / "keys.json"
+    files.check_private(path, "keys")
+    d = files.load(path, files.KeysDoc, "keys")
+    return {r: _key(getattr(d, r.value), f"keys.{r.value}") for r in Role}
 
 
 def load_key_file(path: Path) -> KeyFile:
-    d = _read_json(path, "key_file")
-    if not isinstance(d, dict):
-        raise InvalidInput("key_file", str(path), "a JSON object with serial, role and key")
-    role_text = d.get("role")
-    try:
-        role = Role(role_text)
-    except ValueError:
-        raise InvalidInput("key_file.role", role_text, "clinician or patient") from None
-    return KeyFile(str(d.get("serial", "")), role, _key(d.get("key"), "key_file.key"))
+    files.check_private(path, "key_file")
+    d = files.load(path, files.KeyFileDoc, "key_file")
+    return KeyFile(d.serial, Role(d.role), _key(d.key, "key_file.key"))
 
 
 def load_controller(directory: Path, ident: Identity, now: datetime) -> PumpController:
@@ -157,12 +141,14 @@ def load_controller(directory: Path, ident: Identity, now: datetime) -> PumpCont
 
 
 def load_book(directory: Path) -> PatientBolusBook:
-    d = _read_json(directory / "ptm.json", "ptm")
+    # A ptm.json of the wrong shape is refused (files.PtmDoc), never read as "no limits".
+    path = directory / "ptm.json"
+    d = files.load(path, files.PtmDoc, "ptm")
     try:
-        return PatientBolusBook.from_dict(d)
-    except (KeyError, TypeError, ValueError):
-        # Unreadable limits: patient boluses stay disabled until the clinician sets them again.
-        return PatientBolusBook()
+        return PatientBolusBook.from_dict(d.model_dump())
+    except ValueError as exc:
+        raise InvalidInput("ptm", str(path), f"patient bolus limits within range ({exc})"
+                           ) from None
 
 
 def save_book(directory: Path, book: PatientBolusBook) -> None:
