@@ -120,8 +120,8 @@ class Recovery:
         return self.records[-1]["seq"] if self.records else self.base_seq
 
 
-def _journal_records(name: str, data: bytes, damage: list[str], damaged: list[str]
-                     ) -> list[dict[str, Any]]:
+def _journal_records(name: str, data: bytes, damage: list[str], damaged: list[str],
+                     where: str) -> list[dict[str, Any]]:
     out = []
     lines = data.split(b"\n")
     for i, line in enumerate(lines):
@@ -133,16 +133,17 @@ def _journal_records(name: str, data: bytes, damage: list[str], damaged: list[st
         except ValueError as exc:
             if last:
                 break  # torn: the write never completed, so it was never acknowledged
-            damage.append(f"{name} line {i + 1}: {exc}")
+            damage.append(f"{where}{name} line {i + 1}: {exc}")
             damaged.append(name)
             break  # nothing after a bad record can be replayed in order
     return out
 
 
-def recover(read: Callable[[str], bytes | None]) -> Recovery:
+def recover(read: Callable[[str], bytes | None], where: str = "") -> Recovery:
     """Find the newest state the files prove: a snapshot plus an unbroken run of records.
 
-    ``read(name)`` gives a file's bytes or None when it does not exist. Pure: changes nothing.
+    ``read(name)`` gives a file's bytes or None when it does not exist; ``where`` prefixes the
+    names in messages (the directory). Pure: changes nothing.
     """
     damage: list[str] = []
     damaged: list[str] = []
@@ -151,10 +152,10 @@ def recover(read: Callable[[str], bytes | None]) -> Recovery:
         data = read(name)
         if data is None:
             if name == SNAPSHOT:
-                damage.append(f"{SNAPSHOT}: missing")
+                damage.append(f"{where}{SNAPSHOT}: missing")
             continue
         try:
-            bases.append(unseal(data, name))
+            bases.append(unseal(data, where + name))
         except MemoryCorrupted as exc:
             damage.append(str(exc))
             damaged.append(name)
@@ -163,12 +164,12 @@ def recover(read: Callable[[str], bytes | None]) -> Recovery:
         data = read(name)
         if data is None:
             if name == JOURNAL and bases:
-                damage.append(f"{JOURNAL}: missing")
+                damage.append(f"{where}{JOURNAL}: missing")
             continue
-        for rec in _journal_records(name, data, damage, damaged):
+        for rec in _journal_records(name, data, damage, damaged, where):
             seen = by_seq.get(rec["seq"])
             if seen is not None and seen["sum"] != rec["sum"]:
-                damage.append(f"{name}: record {rec['seq']} differs from an earlier copy")
+                damage.append(f"{where}{name}: record {rec['seq']} differs from an earlier copy")
                 damaged.append(name)
                 continue
             by_seq[rec["seq"]] = rec
@@ -326,9 +327,7 @@ class FileMemory(_Journaled):
             raise MemoryCorrupted(f"{self.dir / name}: cannot be read ({exc})") from None
 
     def recover(self) -> Recovery:
-        rec = recover(self._read)
-        rec.damage = [f"{self.dir}/{d}" for d in rec.damage]
-        return rec
+        return recover(self._read, f"{self.dir}/")
 
     def resume(self, recovery: Recovery) -> None:
         """Keep damaged files aside (evidence is never overwritten), then append after the last
@@ -383,6 +382,8 @@ class FileMemory(_Journaled):
         """Cut a failed record off, so that a later append never follows a torn line."""
         assert self._fd is not None
         try:
+            if os.fstat(self._fd).st_size == start:
+                return  # nothing of it reached the file
             self.fault("journal.truncate")
             os.ftruncate(self._fd, start)
             os.fdatasync(self._fd)
