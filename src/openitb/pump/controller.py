@@ -71,6 +71,8 @@ def to_seconds(t: datetime) -> int:
 
 
 def to_datetime(s: int | Fraction) -> datetime:
+    if type(s) is int:  # the common case (status, log), without Fraction arithmetic
+        return EPOCH + timedelta(seconds=s)
     whole = math.floor(s)
     micro = math.ceil((Fraction(s) - whole) * 1_000_000)
     return EPOCH + timedelta(seconds=whole, microseconds=micro)
