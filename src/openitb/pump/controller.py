@@ -108,7 +108,6 @@ class PumpController:
     ) -> None:
         self.profile = profile
         self.memory = memory
-        self.memory_seq = 0  # the last journal record written
         self.t = to_seconds(now)
         self.born = self.t
         self.clock_offset = 0  # pump clock = true time + offset
@@ -646,7 +645,7 @@ class PumpController:
             if not m.blank:
                 raise MemoryWriteFailed("this memory holds a pump: restore from it first")
             m.checkpoint(self.to_dict())  # a new pump's first snapshot: the base of its journal
-        self.memory_seq = m.append({**body, "before": self.fingerprint()}, sync)
+        m.append({**body, "before": self.fingerprint()}, sync)
 
     def _checkpoint_if_due(self) -> None:
         if self.memory is not None and self.memory.due():

@@ -373,6 +373,11 @@ class FileMemory(_Journaled):
                 os.fdatasync(self._fd)
         except OSError as exc:
             self._undo(start, exc)
+            if self.broken is not None:
+                raise MemoryWriteFailed(
+                    f"{self.journal_path}: {exc}; the record could not be removed again, so "
+                    "the pump may apply it when it restarts: restart it and interrogate"
+                    ) from None
             raise MemoryWriteFailed(f"{self.journal_path}: {exc}; nothing was changed") from None
         self._size = start + len(line)
         self.seq, self.since = seq, self.since + 1

@@ -299,3 +299,22 @@ def test_unwritable_memory_refuses_the_first_write_and_changes_nothing(tmp_path:
     assert p.to_dict() == before
     with pytest.raises(MemoryWriteFailed):
         FileMemory(tmp_path / "nope" / "x", fault=fault).checkpoint(before)
+
+
+def test_a_record_that_cannot_be_cut_off_again_stops_all_writes_and_says_so(
+        tmp_path: Path) -> None:
+    bad = {"on": False}
+
+    def fault(step: str) -> None:
+        if bad["on"] and step in ("journal.fsync", "journal.truncate"):
+            raise OSError(5, "Input/output error")
+
+    p = running_pump(memory=FileMemory(tmp_path, fault=fault))
+    bad["on"] = True
+    with pytest.raises(MemoryWriteFailed, match="may apply it when it restarts"):
+        p.handle(cmd.Stop())
+    assert p.running  # not applied here ...
+    with pytest.raises(MemoryWriteFailed, match="memory failed earlier"):
+        p.handle(cmd.ReadStatus())  # ... and nothing more is written after it
+    # on restart the record that did reach the file is applied: the answer said it might be
+    assert not PumpController.restore(FileMemory(tmp_path), "itb-40").running
