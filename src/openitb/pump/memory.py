@@ -218,6 +218,9 @@ class MemoryPort(Protocol):
     def resume(self, recovery: Recovery) -> None: ...
 
 
+_COMMAND_TEXT: dict[str, str] = {}
+
+
 class _Journaled:
     """The bookkeeping both ports share: sequence numbers and when a snapshot is due."""
 
@@ -232,7 +235,16 @@ class _Journaled:
 
     def _line(self, body: dict[str, Any]) -> tuple[int, bytes]:
         seq = self.seq + 1
-        text = canonical({**body, "seq": seq})
+        if body.get("op") == "command" and len(body) == 3:
+            # The hot path (every read): the same canonical text, keys in sorted order, with
+            # the command's own text computed once per distinct command.
+            key = canonical(body["command"]) if body["command"]["args"] else None
+            cmd_text = key or _COMMAND_TEXT.setdefault(body["command"]["name"],
+                                                       canonical(body["command"]))
+            text = (f'{{"before":"{body["before"]}","command":{cmd_text},"op":"command",'
+                    f'"seq":{seq}}}')
+        else:
+            text = canonical({**body, "seq": seq})
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]  # = line_sum of the record
         return seq, f'{text[:-1]},"sum":"{digest}"}}\n'.encode("ascii")
 
