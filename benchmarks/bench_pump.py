@@ -100,7 +100,10 @@ def crash_test(kills: int) -> bool:
             os.kill(server.pid, signal.SIGTERM)
             server.wait()
         clean_s = (time.perf_counter() - t) / 5
-        r = crashtest.run(state, kills, crashtest.spawn_fork, seed=2026, max_s=0.12)
+        r = crashtest.run(state, kills, crashtest.spawn_fork, seed=2026, max_s=0.12,
+                          progress=lambda r: print(f"  {r.kills} kills, {r.seconds:.0f} s, "
+                                                   f"inconsistent {len(r.inconsistent)}",
+                                                   flush=True))
     print(f"crash test: {r.kills} SIGKILLs during program/refill/bolus traffic in {r.seconds:.0f} s "
           f"({r.kills_per_s:.2f} kills/s; a clean restart takes {clean_s * 1e3:.0f} ms); "
           f"inconsistent restarts: {len(r.inconsistent)}; acknowledged writes {r.acked_writes:,} "

@@ -29,7 +29,7 @@ class CatheterState(_Strict):
     fraction: float
     position_cm: float
     split_nl: int = Field(ge=0)
-    parcels: list[tuple[int, float]]
+    parcels: list[Annotated[list[float], Field(min_length=2, max_length=2)]]  # [nL, mcg/mL]
 
 
 class AlarmState(_Strict):
@@ -80,7 +80,7 @@ class ControllerState(_Strict):
     recovery_until: int | None
     awaiting_interrogation: bool
     eos: bool
-    bolus: tuple[str, int, bool] | None
+    bolus: Annotated[list[str | int | bool], Field(min_length=3, max_length=3)] | None
     acc: str
     strokes: int = Field(ge=0)
     battery_used_uah: float = Field(ge=0)

@@ -197,8 +197,10 @@ def check(state: Path, profile: str, since_seq: int, last_t: int, cycle: Cycle
 
 
 def run(state: Path, kills: int, spawn: Callable[[Path], Server], seed: int = 1,
-        min_s: float = 0.02, max_s: float = 0.25) -> Report:
-    """``kills`` cycles of serve, traffic, SIGKILL at a random moment, check."""
+        min_s: float = 0.02, max_s: float = 0.25,
+        progress: Callable[[Report], None] | None = None) -> Report:
+    """``kills`` cycles of serve, traffic, SIGKILL at a random moment, check; ``progress`` is
+    called every 100 kills."""
     rng = np.random.default_rng(seed)
     ident = store.load_identity(state)
     key = store.load_keys(state)[Role.CLINICIAN]
@@ -232,7 +234,9 @@ def run(state: Path, kills: int, spawn: Callable[[Path], Server], seed: int = 1,
             report.inconsistent.append(f"kill {i + 1}: " + "; ".join(problems))
         if pump is not None:
             since, last_t = pump.log.next_seq, pump.t
-    report.seconds = time.perf_counter() - t0
+        report.seconds = time.perf_counter() - t0
+        if progress is not None and report.kills % 100 == 0:
+            progress(report)
     return report
 
 
