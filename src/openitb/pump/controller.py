@@ -50,7 +50,7 @@ from openitb.pump.commands import (
 )
 from openitb.pump.eventlog import EventLog
 from openitb.pump.journal import READS, BadCommandRecord, decode_command, encode_command
-from openitb.pump.memory import MemoryPort, MemoryWriteFailed, Recovery
+from openitb.pump.memory import MemoryCorrupted, MemoryPort, MemoryWriteFailed, Recovery
 from openitb.therapy.prescription import (
     DAY_S,
     Prescription,
@@ -735,7 +735,11 @@ class PumpController:
         each checked against the fingerprint the live pump wrote. Pure: no memory attached.
         Records from the first one that does not reproduce are reported in ``recovery.damage``."""
         p = get_pump(profile) if isinstance(profile, str) else profile
-        c = cls.from_dict(recovery.base, p)
+        try:
+            c = cls.from_dict(recovery.base, p)
+        except (KeyError, TypeError, ValueError, OpenITBError) as exc:
+            raise MemoryCorrupted(f"snapshot after record {recovery.base_seq} cannot be loaded "
+                                  f"({exc})"[:400]) from None
         for i, rec in enumerate(recovery.records):
             if rec["before"] != c.fingerprint():
                 recovery.damage.append(

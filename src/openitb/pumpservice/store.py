@@ -26,7 +26,12 @@ import numpy as np
 from openitb.devices import default_catheter, get_pump
 from openitb.errors import InvalidInput, RefusedOperation
 from openitb.pump.controller import PumpController
-from openitb.pump.memory import FileMemory, MemoryUnrecoverable, MemoryWriteFailed
+from openitb.pump.memory import (
+    FileMemory,
+    MemoryCorrupted,
+    MemoryUnrecoverable,
+    MemoryWriteFailed,
+)
 from openitb.pump.patient_bolus import PatientBolusBook
 from openitb.telemetry.session import Role
 
@@ -171,7 +176,7 @@ def load_controller(directory: Path, ident: Identity, now: datetime) -> PumpCont
     memory = FileMemory(directory / "memory")
     try:
         return PumpController.restore(memory, ident.profile, now)
-    except MemoryUnrecoverable as exc:
+    except (MemoryUnrecoverable, MemoryCorrupted) as exc:
         raise RefusedOperation(f"{exc}", code="memory_unrecoverable") from None
     except MemoryWriteFailed as exc:
         raise RefusedOperation(f"the pump's memory cannot be written ({exc}); it will not "
