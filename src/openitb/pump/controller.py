@@ -13,6 +13,7 @@ Volumes are integer nanolitres. The pump's reservoir *estimate* falls by the nom
 from __future__ import annotations
 
 import bisect
+import hashlib
 import math
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -48,7 +49,8 @@ from openitb.pump.commands import (
     Stop,
 )
 from openitb.pump.eventlog import EventLog
-from openitb.pump.memory import MemoryCorrupted, MemoryPort
+from openitb.pump.journal import READS, BadCommandRecord, decode_command, encode_command
+from openitb.pump.memory import MemoryCorrupted, MemoryPort, MemoryWriteFailed, Recovery
 from openitb.pump.status import PumpStatus
 from openitb.therapy.prescription import (
     DAY_S,
@@ -61,7 +63,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 YEAR_S = 365.25 * DAY_S
 TELEMETRY_S_PER_COMMAND = 10  # radio time charged to the battery per programmer command (default)
 ENVIRONMENT = frozenset({"MriStart", "MriEnd", "PowerOnReset", "CatheterFault", "PocketFill"})
-READS = frozenset({"ReadStatus", "ReadLog"})
 HISTORY_MAX_ENTRIES = 48  # bounded: a status report must fit one telemetry frame
 # Event-log kinds -> history kinds the safety kernel reads (openitb.safety.history).
 HISTORY_KINDS = {"command_Program": "program", "command_ClinicianBolus": "bolus",
@@ -76,6 +77,8 @@ def to_seconds(t: datetime) -> int:
 
 
 def to_datetime(s: int | Fraction) -> datetime:
+    if type(s) is int:  # the common case (status, log), without Fraction arithmetic
+        return EPOCH + timedelta(seconds=s)
     whole = math.floor(s)
     micro = math.ceil((Fraction(s) - whole) * 1_000_000)
     return EPOCH + timedelta(seconds=whole, microseconds=micro)
@@ -230,8 +233,11 @@ class PumpController:
         target = to_seconds(to_time)
         if target < self.t:
             raise OpenITBError(f"cannot advance backwards: {to_time} is before {self.now}")
+        if target == self.t:
+            return
+        self._journal({"op": "advance", "to": target}, sync=False)  # recomputable from the clock
         self._run_until(target)
-        self._persist({"op": "advance", "to": target})
+        self._checkpoint_if_due()
 
     def _run_until(self, target: int) -> None:
         eos_age = self.born + math.floor(self.profile.max_service_years * YEAR_S)
@@ -368,6 +374,10 @@ class PumpController:
         method = getattr(self, f"_cmd_{name}", None)
         if method is None:
             return Response(False, f"unknown command {name}")
+        # Write-ahead: the command is in the journal (fsynced unless a read) before it acts;
+        # a failed write raises MemoryWriteFailed here and nothing has changed.
+        self._journal({"op": "command", "command": encode_command(command)},
+                      sync=name not in READS)
         if self.awaiting_interrogation and name not in ENVIRONMENT:
             self._resume_after_mri()  # any telemetry session is an interrogation
         before = self.to_dict() if name not in READS else None
@@ -375,6 +385,10 @@ class PumpController:
             resp: Response = method(command)
         except OpenITBError as exc:
             resp = Response(False, str(exc))
+        except Exception:
+            if before is not None:  # a fault inside the pump changes nothing (live and replayed)
+                self._restore_from(before)
+            raise
         if not resp.ok and before is not None:
             self._restore_from(before)
             return resp
@@ -383,7 +397,7 @@ class PumpController:
         if name not in READS:
             self.state_version += 1
             self._log(f"command_{name}", {"ok": resp.ok, **_history_data(command)})
-            self._persist({"op": "command", "name": name, "at": self.t})
+        self._checkpoint_if_due()
         return resp
 
     def check_version(self, expected: int | None) -> str | None:
@@ -393,9 +407,26 @@ class PumpController:
         return (f"the pump's state changed since it was read (state version {self.state_version}"
                 f", expected {expected}): interrogate and review again; nothing was written")
 
-    def bump_version(self) -> None:
-        """A state change made outside ``handle`` (the service's patient-bolus book)."""
-        self.state_version += 1
+    def note(self, kind: str, data: dict[str, Any] | None = None, *,
+             changes_state: bool = False) -> None:
+        """An event-log entry from outside the controller (the service's patient bolus book),
+        journaled (fsynced) before it is logged. ``changes_state``: the entry records a write
+        (limits set, patient bolus disabled), so it bumps ``state_version`` like a command;
+        the replay does the same from the journal record."""
+        self._journal({"op": "note", "kind": kind, "data": data or {},
+                       "changes_state": changes_state}, sync=True)
+        self._note(kind, data, changes_state)
+        self._checkpoint_if_due()
+
+    def _note(self, kind: str, data: dict[str, Any] | None, changes_state: bool) -> None:
+        if changes_state:
+            self.state_version += 1
+        self._log(kind, data)
+
+    def memory_alarm(self, reason: str) -> None:
+        """Raise the memory alarm for damage found on restore (journaled like any input)."""
+        self._journal({"op": "memory_alarm", "reason": reason[:4000]}, sync=True)
+        self._raise("memory_error", self.t, reason[:4000])
 
     def recent_history(self, hours: float = 24.0, limit: int = HISTORY_MAX_ENTRIES
                        ) -> dict[str, Any]:
@@ -701,10 +732,41 @@ class PumpController:
         self.log.append(iso(self.t if at is None else at), kind, data)
 
     # ---- persistence -----------------------------------------------------------------------
-    def _persist(self, record: dict[str, Any]) -> None:
+    def _journal(self, body: dict[str, Any], sync: bool) -> None:
+        m = self.memory
+        if m is None:
+            return
+        if not m.resumed:
+            if not m.blank:
+                raise MemoryWriteFailed("this memory holds a pump: restore from it first")
+            m.checkpoint(self.to_dict())  # a new pump's first snapshot: the base of its journal
+        m.append({**body, "before": self.fingerprint()}, sync)
+
+    def _checkpoint_if_due(self) -> None:
+        if self.memory is not None and self.memory.due():
+            try:
+                self.memory.checkpoint(self.to_dict())
+            except MemoryWriteFailed:
+                pass  # the journal still holds every input; the port retries later
+
+    def checkpoint(self) -> None:
+        """Write a snapshot now (start-up, clean shutdown); raises MemoryWriteFailed."""
         if self.memory is not None:
-            self.memory.append_journal(record)
-            self.memory.write_snapshot(self.to_dict())
+            self.memory.checkpoint(self.to_dict())
+
+    def fingerprint(self) -> str:
+        """A short digest of the state a journal record applies to: a replay that does not
+        reproduce the live pump is caught at the first record where they part."""
+        b = self.bolus
+        text = (f"{self.t}|{self.clock_offset}|{self.strokes}|{self.acc}|{self.reservoir_true_nl}|"
+                f"{self.reservoir_estimate_nl}|{self.reservoir_conc!r}|{self.delivered_nl}|"
+                f"{self.tissue_nl}|{self.filled_nl}|{self.withdrawn_nl}|"
+                f"{self.battery_used_uah!r}|{self.running}|{self.empty}|{self.stalled}|"
+                f"{self.eos}|{self.recovery_until}|{self.awaiting_interrogation}|"
+                f"{self.program_conc!r}|{self.program_started}|{self.low_threshold_nl}|"
+                f"{b and (b[0], b[1], b[2])}|{self.log.head}|{self.log.next_seq}|"
+                f"{len(self.alarms.history)}|{self.state_version}")
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -765,19 +827,65 @@ class PumpController:
         return c
 
     @classmethod
-    def restore(cls, memory: MemoryPort, profile: PumpProfile | str, now: datetime) -> PumpController:
-        """Power up from memory. A corrupted memory gives the safe state: a stopped pump with no
-        program, its reservoir unknown (zero), and the memory-error alarm sounding."""
+    def replayed(cls, recovery: Recovery, profile: PumpProfile | str) -> PumpController:
+        """The state a recovery proves: its snapshot, then each journal record applied again,
+        each checked against the fingerprint the live pump wrote. Pure: no memory attached.
+        Records from the first one that does not reproduce are reported in ``recovery.damage``."""
         p = get_pump(profile) if isinstance(profile, str) else profile
         try:
-            state = memory.read_snapshot()
-            if state is None:
-                raise MemoryCorrupted("no snapshot")
-            return cls.from_dict(state, p, memory)
-        except (MemoryCorrupted, KeyError, TypeError, ValueError, OpenITBError) as exc:
-            c = cls(p, now, memory=memory)
-            c._raise("memory_error", c.t, f"memory corrupted: {exc}")
-            return c
+            c = cls.from_dict(recovery.base, p)
+        except (KeyError, TypeError, ValueError, OpenITBError) as exc:
+            raise MemoryCorrupted(f"snapshot after record {recovery.base_seq} cannot be loaded "
+                                  f"({exc})"[:400]) from None
+        for i, rec in enumerate(recovery.records):
+            if rec["before"] != c.fingerprint():
+                recovery.damage.append(
+                    f"journal record {rec['seq']} does not replay onto the state before it "
+                    f"(records {rec['seq']} to {recovery.records[-1]['seq']} are not applied)")
+                del recovery.records[i:]
+                break
+            try:
+                c._apply_record(rec)
+            except BadCommandRecord as exc:
+                recovery.damage.append(f"journal record {rec['seq']}: {exc} (records "
+                                       f"{rec['seq']} to {recovery.records[-1]['seq']} are not "
+                                       "applied)")
+                del recovery.records[i:]
+                break
+        return c
+
+    def _apply_record(self, rec: dict[str, Any]) -> None:
+        op = rec["op"]
+        if op == "advance":
+            self.advance(to_datetime(rec["to"]))
+        elif op == "command":
+            command = decode_command(rec["command"])
+            try:
+                self.handle(command)
+            except Exception:  # noqa: BLE001 - it raised live too, and changed nothing there
+                pass
+        elif op == "note":
+            self._note(rec["kind"], rec["data"], rec.get("changes_state", False))
+        elif op == "memory_alarm":
+            self._raise("memory_error", self.t, rec["reason"])
+
+    @classmethod
+    def restore(cls, memory: MemoryPort, profile: PumpProfile | str,
+                now: datetime | None = None) -> PumpController:
+        """Power up from memory: the newest state its snapshot and journal prove, then a fresh
+        snapshot. Damage found on the way (named files, lost records) raises the memory alarm
+        and the damaged files are kept aside; the pump keeps its last known good state. With no
+        good snapshot at all this raises MemoryUnrecoverable: never a silent factory reset.
+        ``now`` is unused (kept for callers): the pump resumes at its own last time."""
+        recovery = memory.recover()
+        c = cls.replayed(recovery, profile)
+        memory.resume(recovery)
+        c.memory = memory
+        if recovery.damage:
+            c.memory_alarm("memory damaged; last known good state restored: "
+                           + "; ".join(recovery.damage))
+        c.checkpoint()
+        return c
 
 
 def _history_data(command: Command) -> dict[str, Any]:

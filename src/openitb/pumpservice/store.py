@@ -4,7 +4,7 @@
     DIR/keys.json            the pump's per-role keys (mode 0600)
     DIR/clinician.key.json   key file for the clinician programmer (mode 0600)
     DIR/patient.key.json     key file for the patient therapy manager (mode 0600)
-    DIR/memory/              controller snapshot + journal (pump/memory.py FileMemory)
+    DIR/memory/              controller snapshots + write-ahead journal (pump/memory.py)
     DIR/ptm.json             patient bolus limits and recent activations
 
 Every file is written atomically: temporary file, fsync, rename, fsync of the directory.
@@ -26,7 +26,12 @@ import numpy as np
 from openitb.devices import default_catheter, get_pump
 from openitb.errors import InvalidInput, RefusedOperation
 from openitb.pump.controller import PumpController
-from openitb.pump.memory import FileMemory
+from openitb.pump.memory import (
+    FileMemory,
+    MemoryCorrupted,
+    MemoryUnrecoverable,
+    MemoryWriteFailed,
+)
 from openitb.pump.patient_bolus import PatientBolusBook
 from openitb.pumpservice import files
 from openitb.telemetry.session import Role
@@ -91,7 +96,7 @@ def create(directory: Path, profile: str, serial: str, now: datetime, seed: int 
     rng = np.random.default_rng(seed)
     controller = PumpController.manufacture(profile, now, rng, catheter_volume_nl=catheter_nl,
                                             memory=FileMemory(directory / "memory"))
-    controller.advance(now)  # writes the first snapshot
+    controller.checkpoint()  # the first snapshot: the base of the journal
     keys = {Role.CLINICIAN: secrets.token_bytes(KEY_LEN), Role.PATIENT: secrets.token_bytes(KEY_LEN)}
     ident = Identity(serial, profile, now.isoformat())
     atomic_write(directory / "keys.json",
@@ -136,8 +141,30 @@ def load_key_file(path: Path) -> KeyFile:
     return KeyFile(d.serial, Role(d.role), _key(d.key, "key_file.key"))
 
 
+def check_writable(directory: Path) -> None:
+    """Refuse a state directory the pump cannot write (before anything is served): a pump that
+    answers commands it cannot store would report changes that a restart undoes."""
+    for d in (directory, directory / "memory"):
+        try:
+            FileMemory(d).check_writable()
+        except MemoryWriteFailed as exc:
+            raise RefusedOperation(f"state directory {exc}; the pump cannot store its state, so "
+                                   "it will not serve. Make it writable by this user (e.g. "
+                                   f"chmod u+w {d}) and serve again", code="unwritable") from None
+
+
 def load_controller(directory: Path, ident: Identity, now: datetime) -> PumpController:
-    return PumpController.restore(FileMemory(directory / "memory"), ident.profile, now)
+    """The pump's last known good state from its memory (see pump/memory.py), or a refusal
+    naming the files when none is left. Writes a fresh snapshot, so the directory must be
+    writable (``check_writable``)."""
+    memory = FileMemory(directory / "memory")
+    try:
+        return PumpController.restore(memory, ident.profile, now)
+    except (MemoryUnrecoverable, MemoryCorrupted) as exc:
+        raise RefusedOperation(f"{exc}", code="memory_unrecoverable") from None
+    except MemoryWriteFailed as exc:
+        raise RefusedOperation(f"the pump's memory cannot be written ({exc}); it will not "
+                               "serve", code="unwritable") from None
 
 
 def load_book(directory: Path) -> PatientBolusBook:
