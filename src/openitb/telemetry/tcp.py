@@ -15,10 +15,13 @@ import resource
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from openitb.telemetry.frames import HEADER, Frame, FrameError, MessageType, encode, frame_length
 from openitb.telemetry.session import PumpEndpoint, Role
+
+T = TypeVar("T")
 
 # A peer without a session has this long for each frame, and a frame once started must be
 # complete within it. An authenticated link stays open as long as its session can live
@@ -118,6 +121,14 @@ class ConnectionGate:
             d.pop(key, None)
 
 
+async def _within(aw: Awaitable[T], seconds: float) -> T:
+    """``aw`` within ``seconds`` (TimeoutError after). Not ``asyncio.wait_for``: on Python 3.11
+    it loses a cancellation that arrives as the awaited step completes (a drain that finishes as
+    the server shuts down), and the connection then waits out its whole idle timeout."""
+    async with asyncio.timeout(seconds):
+        return await aw
+
+
 async def _serve_connection(
     endpoint_factory: Callable[[], PumpEndpoint],
     lock: asyncio.Lock,
@@ -133,7 +144,7 @@ async def _serve_connection(
         while True:
             idle = (endpoint.timeout_s + IDLE_GRACE_S) if endpoint.role else READ_TIMEOUT_S
             try:
-                head = await asyncio.wait_for(reader.readexactly(HEADER.size), idle)
+                head = await _within(reader.readexactly(HEADER.size), idle)
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return
             try:
@@ -143,10 +154,10 @@ async def _serve_connection(
                     writer.write(encode(Frame(MessageType.ERROR, 0, {"code": exc.code,
                                                                      "reason": exc.reason}),
                                         bytes(32)))
-                    await asyncio.wait_for(writer.drain(), READ_TIMEOUT_S)
+                    await _within(writer.drain(), READ_TIMEOUT_S)
                 return
             try:
-                rest = await asyncio.wait_for(reader.readexactly(total - HEADER.size),
+                rest = await _within(reader.readexactly(total - HEADER.size),
                                               READ_TIMEOUT_S)
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return
@@ -154,7 +165,7 @@ async def _serve_connection(
                 reply = endpoint.handle(head + rest)
             try:
                 writer.write(reply)
-                await asyncio.wait_for(writer.drain(), READ_TIMEOUT_S)
+                await _within(writer.drain(), READ_TIMEOUT_S)
             except (TimeoutError, ConnectionError):
                 return  # the peer went away (or was closed over a cap): not an error
             if endpoint.role is None and (
@@ -167,7 +178,7 @@ async def _serve_connection(
         gate.remove(key)
         writer.close()
         with contextlib.suppress(ConnectionError, TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
+            await _within(writer.wait_closed(), 1.0)
 
 
 async def start_server(
