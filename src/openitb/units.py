@@ -12,14 +12,16 @@ with an :class:`InvalidInput` naming the field.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any, ClassVar, TypeVar
-
-import pint
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from openitb.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pint
 
 Q = TypeVar("Q", bound="Quantity")
 
@@ -192,7 +194,43 @@ _QUOTIENTS: dict[tuple[type, type], tuple[type[Quantity], float]] = {
 # Parsing at the edge ------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _registry() -> pint.UnitRegistry:  # type: ignore[type-arg]
+    # pint (and the NumPy it pulls in) costs about half a second to import and build: loaded
+    # only when text falls outside the common spellings below (see _common_spelling).
+    import pint
+
     return pint.UnitRegistry()
+
+
+# The spellings clinicians type most, with the factor to the canonical unit. Each factor is
+# exact in binary (1, 1000, 24), so `number * factor` is the very float pint returns for the
+# same text (tests/unit/test_units_fast_parse.py checks this against pint). Everything else
+# (other units, signs, nan, inf, odd spacing) goes to pint, which also words every refusal.
+_MASS = {"mcg": 1.0, "ug": 1.0, "µg": 1.0, "microgram": 1.0, "micrograms": 1.0,
+         "mg": 1000.0, "milligram": 1000.0, "milligrams": 1000.0}
+_VOLUME = {"mL": 1.0, "ml": 1.0, "milliliter": 1.0, "milliliters": 1.0}
+_PER_DAY = {"day": 1.0, "d": 1.0}
+_COMMON_SPELLINGS: dict[type[Quantity], dict[str, float]] = {
+    Micrograms: _MASS,
+    Milliliters: _VOLUME,
+    McgPerMl: {f"{m}/{v}": fm / fv for m, fm in _MASS.items() for v, fv in _VOLUME.items()},
+    McgPerDay: {f"{m}/{d}": fm / fd for m, fm in _MASS.items() for d, fd in _PER_DAY.items()},
+    MlPerDay: {f"{v}/{d}": fv / fd for v, fv in _VOLUME.items() for d, fd in _PER_DAY.items()}
+    | {f"{v}/{h}": fv * 24.0 for v, fv in _VOLUME.items() for h in ("h", "hour")},
+    Hours: {"h": 1.0, "hour": 1.0, "hours": 1.0, "day": 24.0, "days": 24.0},
+}
+_NUMBER_AND_UNIT = re.compile(r"((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?) ?([^\s\d.][^\s]*)")
+
+
+def _common_spelling(s: str, cls: type[Quantity]) -> float | None:
+    """The canonical value of "<number> <unit>" in a common spelling, else None (ask pint)."""
+    m = _NUMBER_AND_UNIT.fullmatch(s)
+    if m is None:
+        return None
+    factor = _COMMON_SPELLINGS.get(cls, {}).get(m.group(2))
+    if factor is None:
+        return None
+    value = float(m.group(1)) * factor
+    return value if math.isfinite(value) else None
 
 
 def parse(text: object, cls: type[Q], field: str) -> Q:
@@ -209,6 +247,11 @@ def parse(text: object, cls: type[Q], field: str) -> Q:
     s = text.strip()
     if not s:
         raise InvalidInput(field, text, f"empty; {allowed}")
+    common = _common_spelling(s, cls)
+    if common is not None:
+        return cls(common)
+    import pint
+
     ureg = _registry()
     try:
         q: Any = ureg.Quantity(s)
