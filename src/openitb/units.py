@@ -17,11 +17,12 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any, ClassVar, TypeVar
-
-import pint
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from openitb.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pint
 
 Q = TypeVar("Q", bound="Quantity")
 
@@ -241,14 +242,43 @@ _KIND_OF = {spelling: kind for kind, table in UNITS.items() for spelling in tabl
 
 @lru_cache(maxsize=1)
 def _registry() -> pint.UnitRegistry:  # type: ignore[type-arg]
+    # pint (and the NumPy it pulls in) costs about half a second to import and build: loaded
+    # only for a unit outside the exact fast path below.
+    import pint
+
     return pint.UnitRegistry()
+
+
+# The fast path of the conversion (the grammar is the same for every spelling): the units
+# clinicians type most, as exact multiples of the canonical unit of their kind. A factor built
+# from these is a quotient of small whole numbers; it is used only when that quotient is whole,
+# so it is the very float pint computes (tests/unit/test_units_common_spelling.py checks each
+# against pint). Everything else is converted by pint.
+_EXACT = {"microgram": 1, "milligram": 1000, "milliliter": 1, "hour": 1, "day": 24,
+          "centimeter": 1}
+
+
+def _exact_factor(pint_unit: str, target: str) -> float | None:
+    unit_parts, target_parts = pint_unit.split(" / "), target.split(" / ")
+    if len(unit_parts) != len(target_parts) or not all(
+            p in _EXACT for p in unit_parts + target_parts):
+        return None
+    num, den = _EXACT[unit_parts[0]], _EXACT[target_parts[0]]
+    if len(unit_parts) == 2:
+        num, den = num * _EXACT[target_parts[1]], den * _EXACT[unit_parts[1]]
+    return float(num // den) if num % den == 0 else None
+
+
+def _pint_factor(pint_unit: str, target: str) -> float:
+    ureg = _registry()
+    return float(ureg.Quantity(1.0, pint_unit).to(target).magnitude)
 
 
 @lru_cache(maxsize=512)
 def _factor(pint_unit: str, target: str) -> float:
-    """How many ``target`` units one ``pint_unit`` is (pint converts; cached per pair)."""
-    ureg = _registry()
-    return float(ureg.Quantity(1.0, pint_unit).to(target).magnitude)
+    """How many ``target`` units one ``pint_unit`` is (exact fast path, else pint; cached)."""
+    exact = _exact_factor(pint_unit, target)
+    return exact if exact is not None else _pint_factor(pint_unit, target)
 
 
 def _unit_spelling(raw: str) -> str:

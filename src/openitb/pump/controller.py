@@ -99,8 +99,44 @@ def _frac(s: str) -> Fraction:
     return Fraction(s)
 
 
+class _DailyRate:
+    """A daily program's strokes in closed form over any span of at most a day: the cumulative
+    strokes from midnight (exact Fractions, prefix sums over the segments) and the top rate."""
+
+    __slots__ = ("starts", "segs", "before", "day_total", "top")
+
+    def __init__(self, segs: list[tuple[int, int, Fraction]]) -> None:
+        self.segs = segs
+        self.starts = [s for s, _, _ in segs]
+        self.before: list[Fraction] = []
+        acc = Fraction(0)
+        for start, end, rate in segs:
+            self.before.append(acc)
+            acc += rate * (end - start)
+        self.day_total = acc
+        self.top = max((r for _, _, r in segs), default=Fraction(0))
+
+    def _from_midnight(self, x: int) -> Fraction:
+        i = bisect.bisect_right(self.starts, x) - 1
+        if i < 0:
+            return Fraction(0)
+        start, end, rate = self.segs[i]
+        return self.before[i] + rate * (min(x, end) - start)
+
+    def over(self, tod: int, dt: int) -> Fraction:
+        """Strokes (fractional) over [tod, tod + dt) of the day, 0 <= dt <= one day."""
+        if tod + dt <= DAY_S:
+            return self._from_midnight(tod + dt) - self._from_midnight(tod)
+        return self.day_total - self._from_midnight(tod) + self._from_midnight(tod + dt - DAY_S)
+
+
 class PumpController:
     """One implanted pump. Build with :meth:`manufacture` (seeded) or directly with a true stroke."""
+
+    # Spans of a daily program are merged across its step boundaries (one closed-form span per
+    # day, see _merged_span). False forces the general step-by-step path everywhere: the
+    # reference the property tests compare the merged path with.
+    merge_daily_spans = True
 
     def __init__(
         self,
@@ -154,6 +190,7 @@ class PumpController:
         self.history: list[dict[str, Any]] = []  # (time, reservoir, delivered) samples per span
         self.record_history = False
         self._seg_cache: tuple[Any, float, list[tuple[int, int, Fraction]], float] | None = None
+        self._day_cache: tuple[Any, float, _DailyRate] | None = None
         self._log("manufactured", {"true_stroke_nl": self.true_stroke_nl})
 
     @classmethod
@@ -228,6 +265,13 @@ class PumpController:
         assert self._seg_cache is not None
         return self._seg_cache[3]
 
+    def _daily_rate(self) -> _DailyRate:
+        c = self._day_cache
+        if c is None or c[0] is not self.prescription or c[1] != self.program_conc:
+            c = (self.prescription, self.program_conc, _DailyRate(self._segments()))
+            self._day_cache = c
+        return c[2]
+
     # ---- time ------------------------------------------------------------------------------
     def advance(self, to_time: datetime) -> None:
         target = to_seconds(to_time)
@@ -260,6 +304,9 @@ class PumpController:
                 else:
                     self.awaiting_interrogation = True
                     self._log("mri_recovered_awaiting_interrogation")
+            if self._merged_span(target, eos_age, eri_age):
+                self._after_span(eos_age, eri_age)
+                continue
             basal, change = self._program_rate()
             rate = basal
             ends = [target, self.t + DAY_S, eos_age]
@@ -280,14 +327,75 @@ class PumpController:
             end = min(e for e in ends if e > self.t)
             self._span(end, rate if delivering else Fraction(0))
             self.t = end
-            if self.t >= eos_age:
-                self._end_of_service("maximum service life reached")
-            elif self.battery_remaining_uah <= 0:
-                self._end_of_service("battery depleted")
-            else:
-                self._check_eri(eri_age)
-            if self.record_history:
-                self._sample()
+            self._after_span(eos_age, eri_age)
+
+    def _after_span(self, eos_age: int, eri_age: int) -> None:
+        if self.t >= eos_age:
+            self._end_of_service("maximum service life reached")
+        elif self.battery_remaining_uah <= 0:
+            self._end_of_service("battery depleted")
+        else:
+            self._check_eri(eri_age)
+        if self.record_history:
+            self._sample()
+
+    def _merged_span(self, target: int, eos_age: int, eri_age: int) -> bool:
+        """Advance a daily program over up to a day in one closed-form span, across its step
+        boundaries, when nothing can happen inside: returns False (and changes nothing) when the
+        general path must take the span step by step.
+
+        The step-by-step path adds each step's strokes to the exact accumulator and floors; the
+        floor of the sum is the same count, so only events *inside* the span need the steps:
+        the low-reservoir and empty points, the ERI projection, battery depletion. Each is
+        checked at the span's end (all are monotone in time) and sends the span back to the
+        general path. Boluses, kinks and leaks (whose per-span rounding depends on the span
+        boundaries) and recorded history (sampled per span) always take the general path."""
+        p = self.prescription
+        if (not self.merge_daily_spans or p is None or not self.running or not p.repeats_daily
+                or self.bolus is not None or self.record_history
+                or self.catheter.fault in ("kink", "leak")):
+            return False
+        daily = self._daily_rate()
+        delivering = self._delivering()
+        ends = [target, self.t + DAY_S, eos_age]
+        if self.t < eri_age:
+            ends.append(eri_age)
+        if self.recovery_until is not None:
+            ends.append(self.recovery_until)
+        end = min(e for e in ends if e > self.t)
+        # Battery life at the program's top rate bounds every step's own bound from below.
+        top = float(daily.top) if delivering else 0.0
+        life = battery.seconds_until_empty(self.profile, self.battery_remaining_uah, top)
+        if self.t + max(1, math.ceil(life)) <= end:
+            return False
+        dt = end - self.t
+        n = 0
+        total = self.acc
+        if delivering:
+            total = self.acc + daily.over((self.t + self.clock_offset) % DAY_S, dt)
+            n = math.floor(total)
+            est = self.reservoir_estimate_nl
+            if n >= est // self.nominal_nl:
+                return False  # empties inside the span
+            if (n > 0 and est > self.low_threshold_nl
+                    and self.alarms.active("low_reservoir") is None
+                    and -(-(est - self.low_threshold_nl) // self.nominal_nl) <= n):
+                return False  # crosses the low-reservoir threshold inside the span
+        used = self.battery_used_uah + battery.drain_uah(self.profile, dt, n)
+        remaining = self.profile.battery_capacity_mah * 1000 - used
+        if remaining <= 0:
+            return False
+        if (self.alarms.active("eri") is None
+                and battery.projected_days(self.profile, remaining, self.daily_strokes())
+                < self.profile.eri_days):
+            return False  # the ERI projection is crossed inside the span
+        if delivering:
+            self.acc = total - n
+            if n > 0:
+                self._move(n)
+        self.battery_used_uah = used
+        self.t = end
+        return True
 
     def _span(self, end: int, rate: Fraction) -> None:
         """Deliver over [self.t, end) at a constant ``rate`` (strokes/s): closed form."""
