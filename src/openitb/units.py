@@ -4,22 +4,25 @@ The core stores each kind in one canonical unit (mcg, mL, mcg/mL, mcg/day, mL/da
 only lets dimensionally meaningful arithmetic through: a dose rate divided by a concentration is
 a flow, a flow times a duration is a volume, and so on. Adding a dose to a volume is a TypeError.
 
-Text from outside ("0.5 mg/mL", "400 mcg/day", "2 mL") is parsed with pint at the edge by
-:func:`parse`, which refuses a missing unit, the wrong dimension, NaN, infinity and negatives
-with an :class:`InvalidInput` naming the field.
+Text from outside ("0.5 mg/mL", "400 mcg/day", "2 mL") is parsed at the edge by :func:`parse`
+with one strict grammar (a plain decimal number and an allowlisted unit; pint only converts),
+which refuses a missing unit, the wrong dimension, arithmetic, NaN, infinity and negatives with
+an :class:`InvalidInput` naming the field.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any, ClassVar, TypeVar
-
-import pint
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from openitb.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pint
 
 Q = TypeVar("Q", bound="Quantity")
 
@@ -190,49 +193,160 @@ _QUOTIENTS: dict[tuple[type, type], tuple[type[Quantity], float]] = {
 
 
 # Parsing at the edge ------------------------------------------------------------------------
+# One strict grammar for every quantity that comes from outside (CLI, JSON API, wire, TOML):
+# an optional sign, a decimal number (digits, an optional fraction and an optional exponent of
+# at most 3 digits, so that the repr() of any float the programmer sends reads back exactly; no
+# arithmetic), and a unit spelled as in the allowlist below. The text is bounded before the regular expression runs, the
+# expression has no nested repetition, so a parse costs microseconds whatever the input.
+# pint only converts an allowlisted unit to the canonical one (once per unit, cached); it never
+# sees the user's text, so "9**9**9 mL" or "2*200 mcg/day" cannot be evaluated.
+MAX_QUANTITY_TEXT = 64
+MAX_DIGITS = 24
+
+_QUANTITY = re.compile(
+    r"(?P<number>[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?"
+    r"|infinity|inf|nan))(?:\s*(?P<unit>[^\s0-9+.-].*))?", re.IGNORECASE)
+
+# Accepted spellings -> pint unit names. Case matters: "mL" and "ML" (a megalitre) differ.
+_MASS = {"mcg": "microgram", "ug": "microgram", "µg": "microgram", "μg": "microgram",
+         "microgram": "microgram", "micrograms": "microgram",
+         "mg": "milligram", "milligram": "milligram", "milligrams": "milligram"}
+_VOLUME = {"mL": "milliliter", "ml": "milliliter", "milliliter": "milliliter",
+           "milliliters": "milliliter", "millilitre": "milliliter", "millilitres": "milliliter",
+           "uL": "microliter", "ul": "microliter", "µL": "microliter", "μL": "microliter",
+           "microliter": "microliter", "microliters": "microliter",
+           "microlitre": "microliter", "microlitres": "microliter"}
+_TIME = {"h": "hour", "hr": "hour", "hour": "hour", "hours": "hour",
+         "min": "minute", "minute": "minute", "minutes": "minute",
+         "s": "second", "sec": "second", "second": "second", "seconds": "second",
+         "d": "day", "day": "day", "days": "day"}
+_LENGTH = {"cm": "centimeter", "mm": "millimeter", "m": "meter"}
+
+
+def _per(top: dict[str, str], bottom: dict[str, str]) -> dict[str, str]:
+    return {f"{a}/{b}": f"{pa} / {pb}" for a, pa in top.items() for b, pb in bottom.items()}
+
+
+# kind (as in Quantity.kind, plus "length") -> accepted unit spelling -> pint unit
+UNITS: dict[str, dict[str, str]] = {
+    "mass": _MASS,
+    "volume": _VOLUME,
+    "duration": _TIME,
+    "length": _LENGTH,
+    "concentration": _per(_MASS, _VOLUME),
+    "dose rate": _per(_MASS, _TIME),
+    "flow": _per(_VOLUME, _TIME),
+}
+_KIND_OF = {spelling: kind for kind, table in UNITS.items() for spelling in table}
+
+
 @lru_cache(maxsize=1)
 def _registry() -> pint.UnitRegistry:  # type: ignore[type-arg]
+    # pint (and the NumPy it pulls in) costs about half a second to import and build: loaded
+    # only for a unit outside the exact fast path below.
+    import pint
+
     return pint.UnitRegistry()
+
+
+# The fast path of the conversion (the grammar is the same for every spelling): the units
+# clinicians type most, as exact multiples of the canonical unit of their kind. A factor built
+# from these is a quotient of small whole numbers; it is used only when that quotient is whole,
+# so it is the very float pint computes (tests/unit/test_units_common_spelling.py checks each
+# against pint). Everything else is converted by pint.
+_EXACT = {"microgram": 1, "milligram": 1000, "milliliter": 1, "hour": 1, "day": 24,
+          "centimeter": 1}
+
+
+def _exact_factor(pint_unit: str, target: str) -> float | None:
+    unit_parts, target_parts = pint_unit.split(" / "), target.split(" / ")
+    if len(unit_parts) != len(target_parts) or not all(
+            p in _EXACT for p in unit_parts + target_parts):
+        return None
+    num, den = _EXACT[unit_parts[0]], _EXACT[target_parts[0]]
+    if len(unit_parts) == 2:
+        num, den = num * _EXACT[target_parts[1]], den * _EXACT[unit_parts[1]]
+    return float(num // den) if num % den == 0 else None
+
+
+def _pint_factor(pint_unit: str, target: str) -> float:
+    ureg = _registry()
+    return float(ureg.Quantity(1.0, pint_unit).to(target).magnitude)
+
+
+@lru_cache(maxsize=512)
+def _factor(pint_unit: str, target: str) -> float:
+    """How many ``target`` units one ``pint_unit`` is (exact fast path, else pint; cached)."""
+    exact = _exact_factor(pint_unit, target)
+    return exact if exact is not None else _pint_factor(pint_unit, target)
+
+
+def _unit_spelling(raw: str) -> str:
+    # "mcg / day" and "mcg/day" are the same unit; nothing else is normalised.
+    return "/".join(part.strip() for part in raw.split("/"))
+
+
+def _magnitude(text: object, kind: str, example: str, field: str) -> tuple[float, str]:
+    """(number, allowlisted unit spelling) from ``text``; InvalidInput naming ``field``."""
+    allowed = f"expected a {kind} with a unit, such as '{example}'"
+    if not isinstance(text, str):
+        raise InvalidInput(field, text, allowed)
+    if len(text) > 4 * MAX_QUANTITY_TEXT:
+        raise InvalidInput(field, text[:MAX_QUANTITY_TEXT] + "...",
+                           f"at most {MAX_QUANTITY_TEXT} characters; {allowed}")
+    s = text.strip()
+    if not s:
+        raise InvalidInput(field, text, f"empty; {allowed}")
+    if len(s) > MAX_QUANTITY_TEXT:
+        raise InvalidInput(field, s[:MAX_QUANTITY_TEXT] + "...",
+                           f"at most {MAX_QUANTITY_TEXT} characters; {allowed}")
+    m = _QUANTITY.fullmatch(s)
+    if m is None:
+        raise InvalidInput(field, text, "not readable (a plain decimal number and a unit, no "
+                           f"arithmetic or exponents); {allowed}")
+    number, unit = m.group("number"), m.group("unit")
+    if unit is None:
+        raise InvalidInput(field, text, f"no unit given; {allowed}")
+    digits = number.lstrip("+-")
+    if digits.lower() in ("nan", "inf", "infinity"):
+        raise InvalidInput(field, text, f"not a finite number; {allowed}")
+    spelling = _unit_spelling(unit)
+    unit_kind = _KIND_OF.get(spelling)
+    if unit_kind is None:
+        raise InvalidInput(field, text, f"not readable (unknown unit {spelling[:20]!r}); "
+                           f"{allowed}")
+    if unit_kind != kind:
+        raise InvalidInput(field, text, f"that is not a {kind} ({spelling} is a {unit_kind}); "
+                           f"{allowed}")
+    mantissa = digits.lower().partition("e")[0]
+    if sum(c.isdigit() for c in mantissa) > MAX_DIGITS:
+        raise InvalidInput(field, text, f"at most {MAX_DIGITS} digits; {allowed}")
+    value = float(number)
+    if math.isinf(value):
+        raise InvalidInput(field, text, f"not a finite number; {allowed}")
+    if value < 0:
+        raise InvalidInput(field, text, f"must not be negative; {allowed}")
+    return value, spelling
 
 
 def parse(text: object, cls: type[Q], field: str) -> Q:
     """Parse text such as "0.5 mg/mL" into the typed quantity ``cls``.
 
-    Refuses (InvalidInput, naming ``field``) empty text, a bare number without a unit, a unit of
-    the wrong dimension, NaN, infinity and negative amounts.
+    Refuses (InvalidInput, naming ``field``) empty or over-long text, anything but a plain
+    decimal number (optionally with an exponent) and an allowlisted unit, a bare number, a unit of the wrong dimension, NaN,
+    infinity and negative amounts.
     """
-    allowed = f"expected a {cls.kind} with a unit, such as '{cls.example}'"
     if isinstance(text, cls):
         return text
-    if not isinstance(text, str):
-        raise InvalidInput(field, text, allowed)
-    s = text.strip()
-    if not s:
-        raise InvalidInput(field, text, f"empty; {allowed}")
-    ureg = _registry()
-    try:
-        q: Any = ureg.Quantity(s)
-    except Exception as exc:  # pint raises many kinds for unreadable text
-        raise InvalidInput(field, text, f"not readable ({type(exc).__name__}); {allowed}") from None
-    if not isinstance(q, pint.Quantity):
-        raise InvalidInput(field, text, f"no unit given; {allowed}")
-    if q.dimensionless:
-        raise InvalidInput(field, text, f"no unit given; {allowed}")
-    magnitude = q.magnitude
-    if not isinstance(magnitude, (int, float)) or isinstance(magnitude, bool):
-        raise InvalidInput(field, text, allowed)
-    target = ureg.Unit(cls.pint_unit)
-    if q.dimensionality != target.dimensionality:
-        raise InvalidInput(
-            field, text, f"that is not a {cls.kind} ({q.dimensionality}); {allowed}"
-        )
-    value = float(q.to(target).magnitude)
-    if math.isnan(value) or math.isinf(value):
-        raise InvalidInput(field, text, f"not a finite number; {allowed}")
-    if value < 0:
-        raise InvalidInput(field, text, f"must not be negative; {allowed}")
-    return cls(value)
+    value, spelling = _magnitude(text, cls.kind, cls.example, field)
+    return cls(value * _factor(UNITS[cls.kind][spelling], cls.pint_unit))
 
 
 def parse_duration(text: object, field: str) -> Hours:
     return parse(text, Hours, field)
+
+
+def parse_length_cm(text: object, field: str) -> float:
+    """A length such as "90 cm", "900 mm" or "1.1 m", in centimetres (same grammar)."""
+    value, spelling = _magnitude(text, "length", "90 cm", field)
+    return value * _factor(UNITS["length"][spelling], "centimeter")

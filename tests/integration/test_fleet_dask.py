@@ -26,7 +26,7 @@ def test_one_two_and_four_workers_give_identical_results() -> None:
     study = parse_study(STUDY)
     reference = run_local(study)
     assert sum(r.rates["catheter_fault"].count for r in reference) > 20  # events did happen
-    for workers, size in ((1, 240), (2, 37), (4, 60)):
+    for workers, size in ((1, 240), (2, 37), (4, 60), (2, None)):
         assert run_study(study, workers=workers, partition_size=size) == reference, workers
 
 

@@ -33,7 +33,16 @@ from openitb.therapy.refill import (
     project_refill,
 )
 from openitb.therapy.screening import first_pump_dose
-from openitb.units import Hours, McgPerDay, McgPerMl, Micrograms, Milliliters, MlPerDay, parse
+from openitb.units import (
+    Hours,
+    McgPerDay,
+    McgPerMl,
+    Micrograms,
+    Milliliters,
+    MlPerDay,
+    parse,
+    parse_length_cm,
+)
 
 app = typer.Typer(help="Dose, rate, refill and bolus calculations.", no_args_is_help=True)
 
@@ -267,16 +276,7 @@ def discrepancy(
 
 
 def _length(text: str) -> float:
-    from openitb.units import _registry
-
-    try:
-        q = _registry().Quantity(text)
-        cm = float(q.to("cm").magnitude)
-    except Exception:
-        raise InvalidInput("catheter_length", text, "a length with a unit, e.g. '90 cm'") from None
-    if cm != cm:
-        raise InvalidInput("catheter_length", text, "a finite length, e.g. '90 cm'")
-    return cm
+    return parse_length_cm(text, "catheter_length")
 
 
 @app.command()

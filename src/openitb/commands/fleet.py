@@ -76,7 +76,8 @@ def run_cmd(
     seed: int | None = typer.Option(None, "--seed", help="Override the seed."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786; default: local processes."),
     workers: int | None = typer.Option(None, "--workers", help="Local worker processes (default: one per core)."),
-    partition: int = typer.Option(1000, "--partition", help="Patients per task."),
+    partition: int | None = typer.Option(None, "--partition", help="Patients per task "
+                                         "(default: equal tasks, the same number per worker)."),
     out: Path = typer.Option(Path("fleet-out"), "--out", help="Directory for results.parquet, results.json and policies.png."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

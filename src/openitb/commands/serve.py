@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
 
 app = typer.Typer(help="Serve the ITB clinic web application (migrates the database first).")
+
+# h11 with TCP_NODELAY on each connection (see openitb/web/serving.py: without it every
+# keep-alive request with --workers above one waited ~40 ms for the client's delayed ACK).
+UVICORN_OPTIONS: dict[str, Any] = {"http": "openitb.web.serving:NoDelayH11Protocol",
+                                   "log_level": "warning"}
 
 
 @app.callback(invoke_without_command=True)
@@ -25,6 +31,7 @@ def serve(
 ) -> None:
     """Migrate, optionally seed the demo clinic, print the logins, serve on host:port."""
     import uvicorn
+    from sqlalchemy import func, select
 
     from openitb.clinic.clock import clock_mode
     from openitb.clinic.demo import DEMO_PASSWORD, seed_demo
@@ -72,8 +79,8 @@ def serve(
         os.environ["OPENITB_DEMO"] = "1" if demo or mode == "demo" else "0"
         clinic.engine.dispose()
         uvicorn.run("openitb.web.app:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level="warning")
+                    workers=workers, **UVICORN_OPTIONS)
         return
     live = demo or mode == "demo"
     uvicorn.run(create_app(clinic, demo=live, sync_every_s=None if live else 300.0),
-                host=host, port=port, log_level="warning")
+                host=host, port=port, **UVICORN_OPTIONS)

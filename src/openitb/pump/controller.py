@@ -13,6 +13,7 @@ Volumes are integer nanolitres. The pump's reservoir *estimate* falls by the nom
 from __future__ import annotations
 
 import bisect
+import hashlib
 import math
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -48,7 +49,8 @@ from openitb.pump.commands import (
     Stop,
 )
 from openitb.pump.eventlog import EventLog
-from openitb.pump.memory import MemoryCorrupted, MemoryPort
+from openitb.pump.journal import READS, BadCommandRecord, decode_command, encode_command
+from openitb.pump.memory import MemoryCorrupted, MemoryPort, MemoryWriteFailed, Recovery
 from openitb.pump.status import PumpStatus
 from openitb.therapy.prescription import (
     DAY_S,
@@ -61,7 +63,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 YEAR_S = 365.25 * DAY_S
 TELEMETRY_S_PER_COMMAND = 10  # radio time charged to the battery per programmer command (default)
 ENVIRONMENT = frozenset({"MriStart", "MriEnd", "PowerOnReset", "CatheterFault", "PocketFill"})
-READS = frozenset({"ReadStatus", "ReadLog"})
 HISTORY_MAX_ENTRIES = 48  # bounded: a status report must fit one telemetry frame
 # Event-log kinds -> history kinds the safety kernel reads (openitb.safety.history).
 HISTORY_KINDS = {"command_Program": "program", "command_ClinicianBolus": "bolus",
@@ -76,6 +77,8 @@ def to_seconds(t: datetime) -> int:
 
 
 def to_datetime(s: int | Fraction) -> datetime:
+    if type(s) is int:  # the common case (status, log), without Fraction arithmetic
+        return EPOCH + timedelta(seconds=s)
     whole = math.floor(s)
     micro = math.ceil((Fraction(s) - whole) * 1_000_000)
     return EPOCH + timedelta(seconds=whole, microseconds=micro)
@@ -96,8 +99,44 @@ def _frac(s: str) -> Fraction:
     return Fraction(s)
 
 
+class _DailyRate:
+    """A daily program's strokes in closed form over any span of at most a day: the cumulative
+    strokes from midnight (exact Fractions, prefix sums over the segments) and the top rate."""
+
+    __slots__ = ("starts", "segs", "before", "day_total", "top")
+
+    def __init__(self, segs: list[tuple[int, int, Fraction]]) -> None:
+        self.segs = segs
+        self.starts = [s for s, _, _ in segs]
+        self.before: list[Fraction] = []
+        acc = Fraction(0)
+        for start, end, rate in segs:
+            self.before.append(acc)
+            acc += rate * (end - start)
+        self.day_total = acc
+        self.top = max((r for _, _, r in segs), default=Fraction(0))
+
+    def _from_midnight(self, x: int) -> Fraction:
+        i = bisect.bisect_right(self.starts, x) - 1
+        if i < 0:
+            return Fraction(0)
+        start, end, rate = self.segs[i]
+        return self.before[i] + rate * (min(x, end) - start)
+
+    def over(self, tod: int, dt: int) -> Fraction:
+        """Strokes (fractional) over [tod, tod + dt) of the day, 0 <= dt <= one day."""
+        if tod + dt <= DAY_S:
+            return self._from_midnight(tod + dt) - self._from_midnight(tod)
+        return self.day_total - self._from_midnight(tod) + self._from_midnight(tod + dt - DAY_S)
+
+
 class PumpController:
     """One implanted pump. Build with :meth:`manufacture` (seeded) or directly with a true stroke."""
+
+    # Spans of a daily program are merged across its step boundaries (one closed-form span per
+    # day, see _merged_span). False forces the general step-by-step path everywhere: the
+    # reference the property tests compare the merged path with.
+    merge_daily_spans = True
 
     def __init__(
         self,
@@ -151,6 +190,7 @@ class PumpController:
         self.history: list[dict[str, Any]] = []  # (time, reservoir, delivered) samples per span
         self.record_history = False
         self._seg_cache: tuple[Any, float, list[tuple[int, int, Fraction]], float] | None = None
+        self._day_cache: tuple[Any, float, _DailyRate] | None = None
         self._log("manufactured", {"true_stroke_nl": self.true_stroke_nl})
 
     @classmethod
@@ -225,13 +265,23 @@ class PumpController:
         assert self._seg_cache is not None
         return self._seg_cache[3]
 
+    def _daily_rate(self) -> _DailyRate:
+        c = self._day_cache
+        if c is None or c[0] is not self.prescription or c[1] != self.program_conc:
+            c = (self.prescription, self.program_conc, _DailyRate(self._segments()))
+            self._day_cache = c
+        return c[2]
+
     # ---- time ------------------------------------------------------------------------------
     def advance(self, to_time: datetime) -> None:
         target = to_seconds(to_time)
         if target < self.t:
             raise OpenITBError(f"cannot advance backwards: {to_time} is before {self.now}")
+        if target == self.t:
+            return
+        self._journal({"op": "advance", "to": target}, sync=False)  # recomputable from the clock
         self._run_until(target)
-        self._persist({"op": "advance", "to": target})
+        self._checkpoint_if_due()
 
     def _run_until(self, target: int) -> None:
         eos_age = self.born + math.floor(self.profile.max_service_years * YEAR_S)
@@ -254,6 +304,9 @@ class PumpController:
                 else:
                     self.awaiting_interrogation = True
                     self._log("mri_recovered_awaiting_interrogation")
+            if self._merged_span(target, eos_age, eri_age):
+                self._after_span(eos_age, eri_age)
+                continue
             basal, change = self._program_rate()
             rate = basal
             ends = [target, self.t + DAY_S, eos_age]
@@ -274,14 +327,75 @@ class PumpController:
             end = min(e for e in ends if e > self.t)
             self._span(end, rate if delivering else Fraction(0))
             self.t = end
-            if self.t >= eos_age:
-                self._end_of_service("maximum service life reached")
-            elif self.battery_remaining_uah <= 0:
-                self._end_of_service("battery depleted")
-            else:
-                self._check_eri(eri_age)
-            if self.record_history:
-                self._sample()
+            self._after_span(eos_age, eri_age)
+
+    def _after_span(self, eos_age: int, eri_age: int) -> None:
+        if self.t >= eos_age:
+            self._end_of_service("maximum service life reached")
+        elif self.battery_remaining_uah <= 0:
+            self._end_of_service("battery depleted")
+        else:
+            self._check_eri(eri_age)
+        if self.record_history:
+            self._sample()
+
+    def _merged_span(self, target: int, eos_age: int, eri_age: int) -> bool:
+        """Advance a daily program over up to a day in one closed-form span, across its step
+        boundaries, when nothing can happen inside: returns False (and changes nothing) when the
+        general path must take the span step by step.
+
+        The step-by-step path adds each step's strokes to the exact accumulator and floors; the
+        floor of the sum is the same count, so only events *inside* the span need the steps:
+        the low-reservoir and empty points, the ERI projection, battery depletion. Each is
+        checked at the span's end (all are monotone in time) and sends the span back to the
+        general path. Boluses, kinks and leaks (whose per-span rounding depends on the span
+        boundaries) and recorded history (sampled per span) always take the general path."""
+        p = self.prescription
+        if (not self.merge_daily_spans or p is None or not self.running or not p.repeats_daily
+                or self.bolus is not None or self.record_history
+                or self.catheter.fault in ("kink", "leak")):
+            return False
+        daily = self._daily_rate()
+        delivering = self._delivering()
+        ends = [target, self.t + DAY_S, eos_age]
+        if self.t < eri_age:
+            ends.append(eri_age)
+        if self.recovery_until is not None:
+            ends.append(self.recovery_until)
+        end = min(e for e in ends if e > self.t)
+        # Battery life at the program's top rate bounds every step's own bound from below.
+        top = float(daily.top) if delivering else 0.0
+        life = battery.seconds_until_empty(self.profile, self.battery_remaining_uah, top)
+        if self.t + max(1, math.ceil(life)) <= end:
+            return False
+        dt = end - self.t
+        n = 0
+        total = self.acc
+        if delivering:
+            total = self.acc + daily.over((self.t + self.clock_offset) % DAY_S, dt)
+            n = math.floor(total)
+            est = self.reservoir_estimate_nl
+            if n >= est // self.nominal_nl:
+                return False  # empties inside the span
+            if (n > 0 and est > self.low_threshold_nl
+                    and self.alarms.active("low_reservoir") is None
+                    and -(-(est - self.low_threshold_nl) // self.nominal_nl) <= n):
+                return False  # crosses the low-reservoir threshold inside the span
+        used = self.battery_used_uah + battery.drain_uah(self.profile, dt, n)
+        remaining = self.profile.battery_capacity_mah * 1000 - used
+        if remaining <= 0:
+            return False
+        if (self.alarms.active("eri") is None
+                and battery.projected_days(self.profile, remaining, self.daily_strokes())
+                < self.profile.eri_days):
+            return False  # the ERI projection is crossed inside the span
+        if delivering:
+            self.acc = total - n
+            if n > 0:
+                self._move(n)
+        self.battery_used_uah = used
+        self.t = end
+        return True
 
     def _span(self, end: int, rate: Fraction) -> None:
         """Deliver over [self.t, end) at a constant ``rate`` (strokes/s): closed form."""
@@ -368,6 +482,10 @@ class PumpController:
         method = getattr(self, f"_cmd_{name}", None)
         if method is None:
             return Response(False, f"unknown command {name}")
+        # Write-ahead: the command is in the journal (fsynced unless a read) before it acts;
+        # a failed write raises MemoryWriteFailed here and nothing has changed.
+        self._journal({"op": "command", "command": encode_command(command)},
+                      sync=name not in READS)
         if self.awaiting_interrogation and name not in ENVIRONMENT:
             self._resume_after_mri()  # any telemetry session is an interrogation
         before = self.to_dict() if name not in READS else None
@@ -375,6 +493,10 @@ class PumpController:
             resp: Response = method(command)
         except OpenITBError as exc:
             resp = Response(False, str(exc))
+        except Exception:
+            if before is not None:  # a fault inside the pump changes nothing (live and replayed)
+                self._restore_from(before)
+            raise
         if not resp.ok and before is not None:
             self._restore_from(before)
             return resp
@@ -383,7 +505,7 @@ class PumpController:
         if name not in READS:
             self.state_version += 1
             self._log(f"command_{name}", {"ok": resp.ok, **_history_data(command)})
-            self._persist({"op": "command", "name": name, "at": self.t})
+        self._checkpoint_if_due()
         return resp
 
     def check_version(self, expected: int | None) -> str | None:
@@ -393,9 +515,26 @@ class PumpController:
         return (f"the pump's state changed since it was read (state version {self.state_version}"
                 f", expected {expected}): interrogate and review again; nothing was written")
 
-    def bump_version(self) -> None:
-        """A state change made outside ``handle`` (the service's patient-bolus book)."""
-        self.state_version += 1
+    def note(self, kind: str, data: dict[str, Any] | None = None, *,
+             changes_state: bool = False) -> None:
+        """An event-log entry from outside the controller (the service's patient bolus book),
+        journaled (fsynced) before it is logged. ``changes_state``: the entry records a write
+        (limits set, patient bolus disabled), so it bumps ``state_version`` like a command;
+        the replay does the same from the journal record."""
+        self._journal({"op": "note", "kind": kind, "data": data or {},
+                       "changes_state": changes_state}, sync=True)
+        self._note(kind, data, changes_state)
+        self._checkpoint_if_due()
+
+    def _note(self, kind: str, data: dict[str, Any] | None, changes_state: bool) -> None:
+        if changes_state:
+            self.state_version += 1
+        self._log(kind, data)
+
+    def memory_alarm(self, reason: str) -> None:
+        """Raise the memory alarm for damage found on restore (journaled like any input)."""
+        self._journal({"op": "memory_alarm", "reason": reason[:4000]}, sync=True)
+        self._raise("memory_error", self.t, reason[:4000])
 
     def recent_history(self, hours: float = 24.0, limit: int = HISTORY_MAX_ENTRIES
                        ) -> dict[str, Any]:
@@ -485,6 +624,11 @@ class PumpController:
             return Response(False, f"bolus duration {c.duration} must be 1 min to 24 h")
         if c.dose.value <= 0:
             return Response(False, "bolus dose must be above 0 mcg")
+        # Like a volume bolus, at least one stroke: less is not a dose the motor can give.
+        stroke_mcg = self.nominal_nl / 1e6 * self.program_conc
+        if c.dose.value < stroke_mcg:
+            return Response(False, f"bolus dose {c.dose.value:.3g} mcg is less than one stroke "
+                                   f"({stroke_mcg:.3g} mcg at {self.program_conc:g} mcg/mL)")
         rate = self._strokes_per_s(c.dose.value * DAY_S / seconds)
         flow_ml_h = float(rate) * self.nominal_nl * 3600 / 1e6
         if flow_ml_h > self.profile.bolus_max_flow_ml_per_hour + 1e-12:
@@ -696,10 +840,41 @@ class PumpController:
         self.log.append(iso(self.t if at is None else at), kind, data)
 
     # ---- persistence -----------------------------------------------------------------------
-    def _persist(self, record: dict[str, Any]) -> None:
+    def _journal(self, body: dict[str, Any], sync: bool) -> None:
+        m = self.memory
+        if m is None:
+            return
+        if not m.resumed:
+            if not m.blank:
+                raise MemoryWriteFailed("this memory holds a pump: restore from it first")
+            m.checkpoint(self.to_dict())  # a new pump's first snapshot: the base of its journal
+        m.append({**body, "before": self.fingerprint()}, sync)
+
+    def _checkpoint_if_due(self) -> None:
+        if self.memory is not None and self.memory.due():
+            try:
+                self.memory.checkpoint(self.to_dict())
+            except MemoryWriteFailed:
+                pass  # the journal still holds every input; the port retries later
+
+    def checkpoint(self) -> None:
+        """Write a snapshot now (start-up, clean shutdown); raises MemoryWriteFailed."""
         if self.memory is not None:
-            self.memory.append_journal(record)
-            self.memory.write_snapshot(self.to_dict())
+            self.memory.checkpoint(self.to_dict())
+
+    def fingerprint(self) -> str:
+        """A short digest of the state a journal record applies to: a replay that does not
+        reproduce the live pump is caught at the first record where they part."""
+        b = self.bolus
+        text = (f"{self.t}|{self.clock_offset}|{self.strokes}|{self.acc}|{self.reservoir_true_nl}|"
+                f"{self.reservoir_estimate_nl}|{self.reservoir_conc!r}|{self.delivered_nl}|"
+                f"{self.tissue_nl}|{self.filled_nl}|{self.withdrawn_nl}|"
+                f"{self.battery_used_uah!r}|{self.running}|{self.empty}|{self.stalled}|"
+                f"{self.eos}|{self.recovery_until}|{self.awaiting_interrogation}|"
+                f"{self.program_conc!r}|{self.program_started}|{self.low_threshold_nl}|"
+                f"{b and (b[0], b[1], b[2])}|{self.log.head}|{self.log.next_seq}|"
+                f"{len(self.alarms.history)}|{self.state_version}")
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -760,19 +935,65 @@ class PumpController:
         return c
 
     @classmethod
-    def restore(cls, memory: MemoryPort, profile: PumpProfile | str, now: datetime) -> PumpController:
-        """Power up from memory. A corrupted memory gives the safe state: a stopped pump with no
-        program, its reservoir unknown (zero), and the memory-error alarm sounding."""
+    def replayed(cls, recovery: Recovery, profile: PumpProfile | str) -> PumpController:
+        """The state a recovery proves: its snapshot, then each journal record applied again,
+        each checked against the fingerprint the live pump wrote. Pure: no memory attached.
+        Records from the first one that does not reproduce are reported in ``recovery.damage``."""
         p = get_pump(profile) if isinstance(profile, str) else profile
         try:
-            state = memory.read_snapshot()
-            if state is None:
-                raise MemoryCorrupted("no snapshot")
-            return cls.from_dict(state, p, memory)
-        except (MemoryCorrupted, KeyError, TypeError, ValueError, OpenITBError) as exc:
-            c = cls(p, now, memory=memory)
-            c._raise("memory_error", c.t, f"memory corrupted: {exc}")
-            return c
+            c = cls.from_dict(recovery.base, p)
+        except (KeyError, TypeError, ValueError, OpenITBError) as exc:
+            raise MemoryCorrupted(f"snapshot after record {recovery.base_seq} cannot be loaded "
+                                  f"({exc})"[:400]) from None
+        for i, rec in enumerate(recovery.records):
+            if rec["before"] != c.fingerprint():
+                recovery.damage.append(
+                    f"journal record {rec['seq']} does not replay onto the state before it "
+                    f"(records {rec['seq']} to {recovery.records[-1]['seq']} are not applied)")
+                del recovery.records[i:]
+                break
+            try:
+                c._apply_record(rec)
+            except BadCommandRecord as exc:
+                recovery.damage.append(f"journal record {rec['seq']}: {exc} (records "
+                                       f"{rec['seq']} to {recovery.records[-1]['seq']} are not "
+                                       "applied)")
+                del recovery.records[i:]
+                break
+        return c
+
+    def _apply_record(self, rec: dict[str, Any]) -> None:
+        op = rec["op"]
+        if op == "advance":
+            self.advance(to_datetime(rec["to"]))
+        elif op == "command":
+            command = decode_command(rec["command"])
+            try:
+                self.handle(command)
+            except Exception:  # noqa: BLE001 - it raised live too, and changed nothing there
+                pass
+        elif op == "note":
+            self._note(rec["kind"], rec["data"], rec.get("changes_state", False))
+        elif op == "memory_alarm":
+            self._raise("memory_error", self.t, rec["reason"])
+
+    @classmethod
+    def restore(cls, memory: MemoryPort, profile: PumpProfile | str,
+                now: datetime | None = None) -> PumpController:
+        """Power up from memory: the newest state its snapshot and journal prove, then a fresh
+        snapshot. Damage found on the way (named files, lost records) raises the memory alarm
+        and the damaged files are kept aside; the pump keeps its last known good state. With no
+        good snapshot at all this raises MemoryUnrecoverable: never a silent factory reset.
+        ``now`` is unused (kept for callers): the pump resumes at its own last time."""
+        recovery = memory.recover()
+        c = cls.replayed(recovery, profile)
+        memory.resume(recovery)
+        c.memory = memory
+        if recovery.damage:
+            c.memory_alarm("memory damaged; last known good state restored: "
+                           + "; ".join(recovery.damage))
+        c.checkpoint()
+        return c
 
 
 def _history_data(command: Command) -> dict[str, Any]:

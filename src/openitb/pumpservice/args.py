@@ -21,11 +21,40 @@ Parser = Callable[[Any, str], Any]
 MAX_TEXT = 200
 
 
+SHOWN = 60
+
+
+def shown(value: Any) -> str:
+    """A short description of ``value`` whose cost does not depend on its size: a container is
+    described by its length (never walked; shared references make one 2^40 items wide), a long
+    text or number is cut before it is formatted."""
+    if isinstance(value, str):
+        cut = value[:SHOWN]
+        return repr(cut) + (f"... ({len(value)} characters)" if len(value) > SHOWN else "")
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        if value.bit_length() > 64:
+            return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+        return repr(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (bytes, bytearray)):
+        return f"{len(value)} bytes"
+    if isinstance(value, Mapping):
+        return f"a map of {len(value)} entries"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} items"
+    return f"a {type(value).__name__[:20]}"
+
+
 def bad(name: str, given: Any, allowed: str) -> CommandError:
-    shown = repr(given)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return CommandError("bad_argument", f"{name}: got {shown}; {allowed}")
+    return CommandError("bad_argument", f"{shown_name(name)}: got {shown(given)}; {allowed}")
+
+
+def shown_name(name: Any) -> str:
+    text = str(name) if isinstance(name, str) else shown(name)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def quantity(cls: type[Q]) -> Parser:
@@ -98,11 +127,12 @@ def precondition(value: Any, name: str) -> int:
 def validate(args: Mapping[str, Any], schema: Mapping[str, tuple[Parser, bool]],
              command: str) -> dict[str, Any]:
     """Check ``args`` against ``schema`` (name -> (parser, required)); unknown names refused."""
-    extra = sorted(set(args) - set(schema))
+    extra = [k for k in args if k not in schema]
     if extra:
         allowed = ", ".join(sorted(schema)) or "no arguments"
-        raise CommandError("bad_argument", f"{command} does not take {', '.join(map(str, extra))}"
-                           f"; it takes {allowed}")
+        named = ", ".join(shown_name(k) for k in extra[:3]) + (
+            f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        raise CommandError("bad_argument", f"{command} does not take {named}; it takes {allowed}")
     out: dict[str, Any] = {}
     for name, (parser, required) in schema.items():
         if name not in args:

@@ -21,6 +21,7 @@ def open_service(directory: Path, clock: str = "real", speed: float = 1.0,
                  now: Callable[[], datetime] = real_clock) -> tuple[PumpService, dict[Role, bytes]]:
     ident = store.load_identity(directory)
     keys = store.load_keys(directory)
+    store.check_writable(directory)
     controller = store.load_controller(directory, ident, now())
     if clock == "real":
         if speed != 1.0:
@@ -50,3 +51,4 @@ def serve_forever(service: PumpService, keys: dict[Role, bytes], host: str, port
             await stop.wait()
 
     asyncio.run(main())
+    service.checkpoint()  # clean shutdown: a fresh snapshot, nothing to replay next time

@@ -3,8 +3,10 @@
 ``PumpService.dispatch(role, name, args)`` is the ``Dispatch`` a telemetry ``PumpEndpoint``
 calls. For every command it runs the pump up to the service clock's time, validates every
 argument (quantities as text with units), applies the controller command and returns plain data.
-A refusal raises ``CommandError(code, reason)`` and changes nothing. The controller persists to
-its memory port after each command; the patient bolus book is saved through ``save_book``.
+A refusal raises ``CommandError(code, reason)`` and changes nothing. The controller journals
+each input to its memory port before applying it (write-ahead, see pump/memory.py); a failed
+write is answered ``memory_write_failed`` and changes nothing. The patient bolus book is saved
+through ``save_book``.
 
 What goes over the wire is what a real pump knows: its reservoir *estimate*, not the simulated
 true volume, and not what reached the patient or the tissue.
@@ -22,6 +24,7 @@ from typing import Any
 
 from openitb.pump import commands as cmd
 from openitb.pump.controller import PumpController, iso, to_seconds
+from openitb.pump.memory import MemoryWriteFailed
 from openitb.pump.patient_bolus import PatientBolusBook, PatientBolusLimits, PatientBolusRefused
 from openitb.pumpservice import args as a
 from openitb.telemetry.session import DEFAULT_TIMEOUT_S, CommandError, PumpEndpoint, Role
@@ -124,23 +127,27 @@ class PumpService:
             expect = a.precondition(args.pop(a.PRECONDITION), a.PRECONDITION)
         checked = a.validate(args, schema, name)
         with self.lock:
-            self._catch_up()
             self.commands_served += 1
-            why = self.pump.check_version(expect)
-            if why is not None:
-                raise CommandError("precondition_failed", why)
             try:
+                # Catching up journals the clock's time (no fsync); the handler's command is
+                # fsynced before it acts. Either failing changes nothing and is answered. The
+                # precondition is checked after the catch-up (time alone never bumps the
+                # version) and before anything of the write is journaled.
+                self._catch_up()
+                why = self.pump.check_version(expect)
+                if why is not None:
+                    raise CommandError("precondition_failed", why)
                 result = handler(role, checked)
             except CommandError:
                 raise
+            except MemoryWriteFailed as exc:
+                raise CommandError("memory_write_failed", f"{name} was not carried out: the "
+                                   f"pump could not store it ({exc})"[:400]) from None
             except Exception as exc:  # a fault in the pump: answer, never drop the link
                 raise CommandError("internal_error", f"{name} failed inside the pump "
                                    f"({type(exc).__name__}); interrogate before continuing"
                                    ) from None
-            if name in READS:
-                # The controller does not persist reads, but they draw on the battery.
-                self.pump.advance(self.pump.now)
-            else:
+            if name not in READS:
                 # The writer chains its next precondition on this (one write, one version).
                 result = {**result, "state_version": self.pump.state_version}
             return result
@@ -162,16 +169,17 @@ class PumpService:
 
     # ---- helpers ---------------------------------------------------------------------------
     def _catch_up(self) -> None:
-        """Run the pump to the clock's time without writing memory: the controller is
-        deterministic, so after a crash the last snapshot run to the same time is this same
-        state. The command that follows persists (once, not twice)."""
+        """Run the pump to the clock's time. The controller journals the target without an
+        fsync: a replay reproduces this exact path, and a power loss only loses time, which the
+        clock gives back."""
         now = self.clock()
         if to_seconds(now) > self.pump.t:
-            memory, self.pump.memory = self.pump.memory, None
-            try:
-                self.pump.advance(now)
-            finally:
-                self.pump.memory = memory
+            self.pump.advance(now)
+
+    def checkpoint(self) -> None:
+        """A fresh snapshot (clean shutdown): the next start replays nothing."""
+        with self.lock:
+            self.pump.checkpoint()
 
     def _apply(self, command: cmd.Command) -> dict[str, Any]:
         r = self.pump.handle(command)
@@ -182,8 +190,9 @@ class PumpService:
     def _simple(self, command: cmd.Command) -> Handler:
         return lambda role, args: self._apply(command)
 
-    def _log(self, kind: str, data: dict[str, Any]) -> None:
-        self.pump.log.append(self.pump.now.isoformat(), kind, data)
+    def _log(self, kind: str, data: dict[str, Any], *, changes_state: bool = False) -> None:
+        # Journaled (fsynced) before it is logged; a book change bumps the state version.
+        self.pump.note(kind, data, changes_state=changes_state)
 
     # ---- handlers --------------------------------------------------------------------------
     def _read_status(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
@@ -259,20 +268,28 @@ class PumpService:
                                         round(args["lockout"].value * 3600), args["max_per_day"])
         except ValueError as exc:
             raise CommandError("bad_argument", str(exc)) from None
-        self.book = PatientBolusBook(limits, list(self.book.activations))
-        self._save_book(self.book)
-        self.pump.bump_version()
-        self._log("patient_limits_set", limits.to_dict())
-        self.pump.advance(self.pump.now)  # persist the log entry
+        self._change_book(PatientBolusBook(limits, list(self.book.activations)),
+                          "patient_limits_set", limits.to_dict())
         return {"limits": limits.to_dict()}
 
     def _disable_patient_bolus(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
-        self.book = PatientBolusBook(None, list(self.book.activations))
-        self._save_book(self.book)
-        self.pump.bump_version()
-        self._log("patient_bolus_disabled", {})
-        self.pump.advance(self.pump.now)
+        self._change_book(PatientBolusBook(None, list(self.book.activations)),
+                          "patient_bolus_disabled", {})
         return {"limits": None}
+
+    def _change_book(self, book: PatientBolusBook, kind: str, data: dict[str, Any]) -> None:
+        """Save the book, then log it (a write: the pump's state version moves with the log
+        entry, journaled together); if the log entry cannot be stored, put the old book back,
+        so that nothing answered as failed stays done."""
+        old = self.book
+        self._save_book(book)
+        self.book = book
+        try:
+            self._log(kind, data, changes_state=True)
+        except MemoryWriteFailed:
+            self.book = old
+            self._save_book(old)
+            raise
 
     def _patient_bolus(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
         now_s = self.pump.t
@@ -281,20 +298,24 @@ class PumpService:
         except PatientBolusRefused as exc:
             when = iso(exc.next_allowed_s) if exc.next_allowed_s is not None else None
             self._log("patient_bolus_refused", {"code": exc.code, "next_allowed": when})
-            self.pump.advance(self.pump.now)
             raise CommandError(exc.code, exc.reason + (f"; next allowed at {when}" if when else "")
                                ) from None
         # Count the activation before giving it: a crash in between loses a bolus, never a limit.
         self.book.record(now_s)
         self._save_book(self.book)
-        r = self.pump.handle(cmd.ClinicianBolus(Micrograms(limits.dose_mcg),
-                                                Hours(limits.duration_s / 3600), by_patient=True))
-        if not r.ok:
+        try:
+            r = self.pump.handle(cmd.ClinicianBolus(Micrograms(limits.dose_mcg),
+                                                    Hours(limits.duration_s / 3600),
+                                                    by_patient=True))
+        except MemoryWriteFailed:
+            r = None
+        if r is None or not r.ok:
             self.book.forget(now_s)
             self._save_book(self.book)
+            if r is None:
+                raise MemoryWriteFailed("the bolus could not be stored; it was not given")
             raise CommandError("refused", r.reason)
         self._log("patient_bolus", {"dose_mcg": limits.dose_mcg})
-        self.pump.advance(self.pump.now)
         after = self.book.next_allowed(now_s)
         assert after is not None
         return {"dose_mcg": limits.dose_mcg, "ends_at": r.data.get("ends_at"),

@@ -4,7 +4,7 @@
     DIR/keys.json            the pump's per-role keys (mode 0600)
     DIR/clinician.key.json   key file for the clinician programmer (mode 0600)
     DIR/patient.key.json     key file for the patient therapy manager (mode 0600)
-    DIR/memory/              controller snapshot + journal (pump/memory.py FileMemory)
+    DIR/memory/              controller snapshots + write-ahead journal (pump/memory.py)
     DIR/ptm.json             patient bolus limits and recent activations
 
 Every file is written atomically: temporary file, fsync, rename, fsync of the directory.
@@ -26,8 +26,14 @@ import numpy as np
 from openitb.devices import default_catheter, get_pump
 from openitb.errors import InvalidInput, RefusedOperation
 from openitb.pump.controller import PumpController
-from openitb.pump.memory import FileMemory
+from openitb.pump.memory import (
+    FileMemory,
+    MemoryCorrupted,
+    MemoryUnrecoverable,
+    MemoryWriteFailed,
+)
 from openitb.pump.patient_bolus import PatientBolusBook
+from openitb.pumpservice import files
 from openitb.telemetry.session import Role
 
 KEY_LEN = 32
@@ -82,14 +88,15 @@ def create(directory: Path, profile: str, serial: str, now: datetime, seed: int 
     length = cath.check_length(cath.max_length_cm if catheter_length_cm is None
                                else catheter_length_cm)
     catheter_nl = round(cath.volume(length).value * 1_000_000)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     if (directory / "pump.json").exists():
         raise RefusedOperation(f"{directory} already holds pump; choose an empty directory",
                                code="exists")
+    directory.chmod(0o700)  # it holds the keys (files.check_private)
     rng = np.random.default_rng(seed)
     controller = PumpController.manufacture(profile, now, rng, catheter_volume_nl=catheter_nl,
                                             memory=FileMemory(directory / "memory"))
-    controller.advance(now)  # writes the first snapshot
+    controller.checkpoint()  # the first snapshot: the base of the journal
     keys = {Role.CLINICIAN: secrets.token_bytes(KEY_LEN), Role.PATIENT: secrets.token_bytes(KEY_LEN)}
     ident = Identity(serial, profile, now.isoformat())
     atomic_write(directory / "keys.json",
@@ -104,23 +111,9 @@ def create(directory: Path, profile: str, serial: str, now: datetime, seed: int 
     return ident, keys
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(what, str(path), "an existing file (create the pump with "
-                           "`itb pump new`)") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(what, str(path), f"valid JSON ({exc})") from None
-
-
 def load_identity(directory: Path) -> Identity:
-    d = _read_json(directory / "pump.json", "state")
-    try:
-        return Identity(str(d["serial"]), str(d["profile"]), str(d["created"]))
-    except (KeyError, TypeError):
-        raise InvalidInput("state", str(directory), "a pump.json with serial, profile, created"
-                           ) from None
+    d = files.load(directory / "pump.json", files.IdentityDoc, "state")
+    return Identity(d.serial, d.profile, d.created)
 
 
 def _key(hex_text: Any, what: str) -> bytes:
@@ -134,35 +127,55 @@ def _key(hex_text: Any, what: str) -> bytes:
 
 
 def load_keys(directory: Path) -> dict[Role, bytes]:
-    d = _read_json(directory / "keys.json", "keys")
-    if not isinstance(d, dict):
-        raise InvalidInput("keys", str(directory / "keys.json"), "a JSON object")
-    return {r: _key(d.get(r.value), f"keys.{r.value}") for r in Role}
+    # files.py: the directory and the file must be private, the file of the KeysDoc schema.
+    files.check_private(directory, "state")
+    path = directory / "keys.json"
+    files.check_private(path, "keys")
+    d = files.load(path, files.KeysDoc, "keys")
+    return {r: _key(getattr(d, r.value), f"keys.{r.value}") for r in Role}
 
 
 def load_key_file(path: Path) -> KeyFile:
-    d = _read_json(path, "key_file")
-    if not isinstance(d, dict):
-        raise InvalidInput("key_file", str(path), "a JSON object with serial, role and key")
-    role_text = d.get("role")
-    try:
-        role = Role(role_text)
-    except ValueError:
-        raise InvalidInput("key_file.role", role_text, "clinician or patient") from None
-    return KeyFile(str(d.get("serial", "")), role, _key(d.get("key"), "key_file.key"))
+    files.check_private(path, "key_file")
+    d = files.load(path, files.KeyFileDoc, "key_file")
+    return KeyFile(d.serial, Role(d.role), _key(d.key, "key_file.key"))
+
+
+def check_writable(directory: Path) -> None:
+    """Refuse a state directory the pump cannot write (before anything is served): a pump that
+    answers commands it cannot store would report changes that a restart undoes."""
+    for d in (directory, directory / "memory"):
+        try:
+            FileMemory(d).check_writable()
+        except MemoryWriteFailed as exc:
+            raise RefusedOperation(f"state directory {exc}; the pump cannot store its state, so "
+                                   "it will not serve. Make it writable by this user (e.g. "
+                                   f"chmod u+w {d}) and serve again", code="unwritable") from None
 
 
 def load_controller(directory: Path, ident: Identity, now: datetime) -> PumpController:
-    return PumpController.restore(FileMemory(directory / "memory"), ident.profile, now)
+    """The pump's last known good state from its memory (see pump/memory.py), or a refusal
+    naming the files when none is left. Writes a fresh snapshot, so the directory must be
+    writable (``check_writable``)."""
+    memory = FileMemory(directory / "memory")
+    try:
+        return PumpController.restore(memory, ident.profile, now)
+    except (MemoryUnrecoverable, MemoryCorrupted) as exc:
+        raise RefusedOperation(f"{exc}", code="memory_unrecoverable") from None
+    except MemoryWriteFailed as exc:
+        raise RefusedOperation(f"the pump's memory cannot be written ({exc}); it will not "
+                               "serve", code="unwritable") from None
 
 
 def load_book(directory: Path) -> PatientBolusBook:
-    d = _read_json(directory / "ptm.json", "ptm")
+    # A ptm.json of the wrong shape is refused (files.PtmDoc), never read as "no limits".
+    path = directory / "ptm.json"
+    d = files.load(path, files.PtmDoc, "ptm")
     try:
-        return PatientBolusBook.from_dict(d)
-    except (KeyError, TypeError, ValueError):
-        # Unreadable limits: patient boluses stay disabled until the clinician sets them again.
-        return PatientBolusBook()
+        return PatientBolusBook.from_dict(d.model_dump())
+    except ValueError as exc:
+        raise InvalidInput("ptm", str(path), f"patient bolus limits within range ({exc})"
+                           ) from None
 
 
 def save_book(directory: Path, book: PatientBolusBook) -> None:

@@ -13,7 +13,9 @@ Layout, all integers big-endian:
     44+N   4    CRC-32 (zlib) over bytes [0, 44+N)
 
 The CRC catches corruption on the link; the HMAC proves the sender holds the key. Decoding checks
-in that order, so a corrupted frame is reported as such rather than as a forgery.
+in that order, so a corrupted frame is reported as such rather than as a forgery, and the HMAC is
+checked over the raw bytes before the payload is decoded (with the bounded decoder of cbor.py):
+nothing an unauthenticated sender wrote is interpreted.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from enum import IntEnum
 from typing import Any
 
 import cbor2
+
+from openitb.telemetry import cbor
 
 MAGIC = b"IT"
 VERSION = 1
@@ -79,6 +83,8 @@ def encode(frame: Frame, key: bytes) -> bytes:
 
 def frame_length(header: bytes) -> int:
     """Total frame length from its first 12 bytes (for stream readers); checks the header."""
+    if len(header) < HEADER.size:
+        raise FrameError("bad_length", f"{len(header)} bytes; a header has {HEADER.size}")
     magic, version, _mtype, _seq, length = HEADER.unpack(header[: HEADER.size])
     if magic != MAGIC:
         raise FrameError("bad_magic", f"frame starts with {magic!r}, expected {MAGIC!r}")
@@ -89,11 +95,39 @@ def frame_length(header: bytes) -> int:
     return int(HEADER.size + length + MAC_LEN + CRC_LEN)
 
 
-def parse_unverified(data: bytes) -> tuple[Frame, bytes, bytes]:
-    """Check length, CRC and header and decode the payload; return (frame, signed bytes, mac).
+@dataclass(frozen=True)
+class RawFrame:
+    """A frame whose length, CRC and header are checked but whose payload is not decoded:
+    nothing an unauthenticated sender wrote is interpreted until its HMAC verifies."""
 
-    The HMAC is not checked here, because which key applies depends on the session.
-    """
+    type: MessageType
+    seq: int
+    body: bytes
+    signed: bytes
+    tag: bytes
+
+    def verifies(self, key: bytes) -> bool:
+        return hmac.compare_digest(mac(key, self.signed), self.tag)
+
+    def payload(self) -> dict[str, Any]:
+        """Decode the payload with the bounded decoder; call only after ``verifies``."""
+        try:
+            payload = cbor.loads(self.body)
+        except cbor.CborError as exc:
+            raise FrameError("bad_payload", f"the payload is not accepted CBOR ({exc})") from None
+        if not isinstance(payload, dict) or not all(isinstance(k, str) for k in payload):
+            raise FrameError("bad_payload", "the payload must be a CBOR map with text keys")
+        return payload
+
+    def open(self, key: bytes) -> Frame:
+        """Verify the HMAC with ``key`` over the raw bytes, then decode the payload."""
+        if not self.verifies(key):
+            raise FrameError("bad_mac", "HMAC mismatch: not signed with this session's key")
+        return Frame(self.type, self.seq, self.payload())
+
+
+def split(data: bytes) -> RawFrame:
+    """Check length, header and CRC; return the frame with its payload still undecoded."""
     if len(data) < MIN_FRAME:
         raise FrameError("bad_length", f"{len(data)} bytes; a frame has at least {MIN_FRAME}")
     expected_len = frame_length(data)
@@ -107,25 +141,11 @@ def parse_unverified(data: bytes) -> tuple[Frame, bytes, bytes]:
         message_type = MessageType(mtype)
     except ValueError:
         raise FrameError("bad_type", f"message type {mtype} is unknown") from None
-    body = data[HEADER.size : HEADER.size + length]
-    try:
-        payload = cbor2.loads(body)
-    except Exception:
-        raise FrameError("bad_payload", "the payload is not valid CBOR") from None
-    if not isinstance(payload, dict) or not all(isinstance(k, str) for k in payload):
-        raise FrameError("bad_payload", "the payload must be a CBOR map with text keys")
-    signed = data[: HEADER.size + length]
-    tag = data[HEADER.size + length : HEADER.size + length + MAC_LEN]
-    return Frame(message_type, seq, payload), signed, tag
-
-
-def verify(signed: bytes, tag: bytes, key: bytes) -> bool:
-    return hmac.compare_digest(mac(key, signed), tag)
+    end = HEADER.size + length
+    return RawFrame(message_type, seq, data[HEADER.size:end], data[:end],
+                    data[end:end + MAC_LEN])
 
 
 def decode(data: bytes, key: bytes) -> Frame:
-    """Decode a frame and check its HMAC with ``key`` (the client side uses this)."""
-    frame, signed, tag = parse_unverified(data)
-    if not verify(signed, tag, key):
-        raise FrameError("bad_mac", "HMAC mismatch: not signed with this session's key")
-    return frame
+    """Decode a frame whose HMAC verifies with ``key`` (checked before the payload is read)."""
+    return split(data).open(key)

@@ -48,6 +48,7 @@ def test_open_service_virtual_starts_at_the_pump_time(tmp_path: Path) -> None:
 def test_bad_key_files_are_refused(tmp_path: Path) -> None:
     bad = tmp_path / "k.json"
     bad.write_text('{"role": "janitor", "key": "00"}')
+    bad.chmod(0o600)
     with pytest.raises(InvalidInput):
         store.load_key_file(bad)
     bad.write_text('{"role": "clinician", "key": "abcd"}')

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from openitb.errors import InvalidInput
 from openitb.sim.fleet import OUTCOMES, draw, simulate
@@ -180,3 +182,25 @@ def test_partial_catheter_faults_are_not_all_severe_withdrawals() -> None:
     assert c["catheter_fault"] > 100 and p["catheter_fault_partial"] == p["catheter_fault"]
     assert p["withdrawal_severe"] < c["withdrawal_severe"]
     assert p["withdrawal_severe"] < p["catheter_fault"] / 2
+
+
+@given(n=st.integers(1, 20_000), policies=st.integers(1, 12), workers=st.integers(1, 16))
+def test_balanced_partitions_cover_every_patient_once_in_equal_slices(
+        n: int, policies: int, workers: int) -> None:
+    from openitb.sim.fleet_runner import balanced_partitions
+
+    slices = balanced_partitions(n, policies, workers)
+    assert slices[0][0] == 0 and slices[-1][1] == n
+    assert all(a < b == c for (a, b), (c, _) in zip(slices, slices[1:] + [(n, n)], strict=True))
+    sizes = [b - a for a, b in slices]
+    assert max(sizes) - min(sizes) <= 1
+    tasks = len(slices) * policies
+    if len(slices) < n:  # unless every slice is a single patient: balanced across workers
+        assert tasks % workers == 0 and tasks >= 2 * workers
+
+
+def test_the_shipped_study_on_two_workers_is_nine_pairs_of_equal_tasks() -> None:
+    from openitb.sim.fleet_runner import balanced_partitions
+
+    assert balanced_partitions(2000, 9, 2) == [(0, 1000), (1000, 2000)]
+    assert balanced_partitions(4000, 1, 2) == [(0, 1000), (1000, 2000), (2000, 3000), (3000, 4000)]

@@ -16,7 +16,7 @@ from openitb.telemetry.frames import (
     MessageType,
     decode,
     encode,
-    parse_unverified,
+    split,
 )
 from openitb.telemetry.session import CommandError, PumpEndpoint, Role
 
@@ -60,7 +60,7 @@ def test_corrupted_byte_is_a_crc_error() -> None:
     data = bytearray(encode(Frame(MessageType.COMMAND, 1, {"a": 1}), CLIN))
     data[13] ^= 0x40
     with pytest.raises(FrameError) as exc:
-        parse_unverified(bytes(data))
+        split(bytes(data))
     assert exc.value.code == "bad_crc"
 
 
@@ -162,7 +162,7 @@ def test_fuzz_random_bytes_never_crash_or_reach_the_pump(data: bytes) -> None:
     client = ProgrammerClient(ep.handle, Role.CLINICIAN, CLIN)
     client.open()
     reply = ep.handle(data)
-    assert parse_unverified(reply)[0].type is MessageType.ERROR
+    assert split(reply).type is MessageType.ERROR
     assert rec.calls == []
 
 

@@ -1,0 +1,114 @@
+"""A bounded CBOR decoder for telemetry payloads (RFC 8949, the subset the protocol uses).
+
+cbor2 decodes everything CBOR can say: tags (bignums, dates, regular expressions, shared and
+cyclic references), indefinite lengths, unbounded nesting. A pump must not spend memory or time
+on what an attacker chose, so every payload is first scanned here, head by head, with limits:
+nesting depth, items per container and in all, integers of at most 64 bits, no indefinite
+lengths, no duplicate map keys, map keys that are text or integers, and tags only from an
+allowlist (empty: the protocol uses none, so shared references, bignums and the rest are
+refused). Only a payload that passes is built, by cbor2. Every refusal is a ``CborError`` with a short reason; the scan
+does not recurse and allocates nothing in proportion to what a length field claims.
+
+Encoding stays with ``cbor2.dumps(canonical=True)``, which produces only this subset.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+
+MAX_DEPTH = 16
+MAX_CONTAINER = 1024
+MAX_ITEMS = 4096
+ALLOWED_TAGS: frozenset[int] = frozenset()
+
+
+class CborError(ValueError):
+    pass
+
+
+def _scan(data: bytes) -> None:
+    """Walk the heads of every item without building anything; CborError on any excess.
+
+    Iterative (a stack of items left per open container), so the Python stack never grows with
+    the input; strings are skipped by their length."""
+    n = len(data)
+    pos = 0
+    items = 0
+    left = [1]  # items still to read at each open level (a map counts key and value)
+    keys: list[set[object] | None] = [None]  # keys seen at each open map level
+    while left:
+        if left[-1] == 0:
+            left.pop()
+            keys.pop()
+            continue
+        left[-1] -= 1
+        seen = keys[-1]
+        is_key = seen is not None and left[-1] % 2 == 1
+        if pos >= n:
+            raise CborError("truncated")
+        b = data[pos]
+        pos += 1
+        major, info = b >> 5, b & 0x1F
+        if info < 24:
+            arg = info
+        elif info <= 27:
+            size = 1 << (info - 24)
+            if pos + size > n:
+                raise CborError("truncated")
+            arg = int.from_bytes(data[pos:pos + size], "big")
+            pos += size
+        elif info == 31:
+            raise CborError("indefinite lengths are not accepted")
+        else:
+            raise CborError(f"reserved additional information {info}")
+        items += 1
+        if items > MAX_ITEMS:
+            raise CborError(f"more than {MAX_ITEMS} items")
+        if is_key:
+            if major not in (0, 1, 3):
+                raise CborError("map keys must be text or integers")
+            key: object = (major, data[pos:pos + arg]) if major == 3 else (major, arg)
+            assert seen is not None
+            if key in seen:
+                raise CborError("duplicate map key")
+            seen.add(key)
+        if major in (2, 3):
+            if pos + arg > n:
+                raise CborError("truncated")
+            pos += arg
+        elif major in (4, 5):
+            if arg > MAX_CONTAINER:
+                kind = "an array" if major == 4 else "a map"
+                raise CborError(f"{kind} of {arg} items; at most {MAX_CONTAINER}")
+            if len(left) > MAX_DEPTH:
+                raise CborError(f"nested deeper than {MAX_DEPTH}")
+            left.append(arg if major == 4 else 2 * arg)
+            keys.append(None if major == 4 else set())
+        elif major == 6:
+            if arg not in ALLOWED_TAGS:
+                raise CborError(f"tag {arg} is not accepted")
+            left[-1] += 1  # pragma: no cover - the allowlist is empty: the tagged item follows
+        elif major == 7:
+            if info < 24 and arg not in (20, 21, 22):
+                raise CborError(f"simple value {arg} is not accepted")
+            if info == 24:
+                raise CborError("simple values of one byte are not accepted")
+    if pos != n:
+        raise CborError("bytes after the data item")
+
+
+def loads(data: bytes) -> Any:
+    """One CBOR data item, exactly filling ``data``; CborError otherwise.
+
+    The bounds are checked by a scan of the heads first; only then does cbor2's C decoder build
+    the value, from bytes that contain nothing but definite-length strings, arrays, maps,
+    integers of at most 64 bits, floats, booleans and null."""
+    _scan(data)
+    try:
+        return cbor2.loads(data)
+    except Exception as exc:  # after the scan, only a text string that is not UTF-8 is left
+        if isinstance(exc, UnicodeDecodeError) or "unicode" in str(exc).lower():
+            raise CborError("text is not UTF-8") from None
+        raise CborError(f"not decodable ({type(exc).__name__})") from None
