@@ -143,7 +143,9 @@ def main() -> int:
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "openitb.web.app:app_from_env",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-         "--workers", str(server_workers)], env=env)
+         "--workers", str(server_workers),
+         # as `itb serve` does: TCP_NODELAY on every connection (no keep-alive penalty)
+         "--http", "openitb.web.serving:NoDelayH11Protocol"], env=env)
     base = f"http://127.0.0.1:{port}"
     errors = 0
     try:
