@@ -39,8 +39,9 @@ ALARM_MEANING = {
     "end_of_service": "The pump has stopped for good (a two-tone alarm). Call the clinic now.",
     "motor_stall": "The pump's motor has stopped (a two-tone alarm), for instance after an MRI. "
                    "Call the clinic now; watch for withdrawal signs.",
-    "memory_error": "The pump restarted and stopped infusing (a two-tone alarm). Call the clinic "
-                    "now.",
+    "memory_error": "The pump found a fault in its memory (a two-tone alarm): it may have "
+                    "stopped infusing, or be running on the settings it recovered. Call the "
+                    "clinic now.",
 }
 ALARM_TITLE = {
     "low_reservoir": "Low reservoir", "eri": "Battery replacement due (ERI)",

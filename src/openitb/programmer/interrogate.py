@@ -32,8 +32,9 @@ PLAIN = {
     "motor_stall": ("The pump's motor has stopped (this is expected during an MRI scan).",
                     "If you have not just had an MRI, or it was more than 24 hours ago, call "
                     "your ITB clinic now. Watch for " + WITHDRAWAL_SIGNS + "."),
-    "memory_error": ("The pump restarted and has stopped giving baclofen until the clinic "
-                     "restarts it.",
+    "memory_error": ("The pump found a fault in its memory: after a restart it stops giving "
+                     "baclofen until the clinic restarts it; after a recovery from its journal it "
+                     "keeps infusing its last known settings (the alarm's reason says which).",
                      "Call your ITB clinic now. Watch for " + WITHDRAWAL_SIGNS + "."),
 }
 

@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any
 
 from openitb.errors import InvalidInput
+from openitb.safety.state import parse_time as _time
 
 WINDOW = timedelta(hours=24)
 MAX_ENTRIES = 48  # the pump returns at most this many in a status report (bounded payload)
@@ -79,15 +80,6 @@ class History:
             doses.append(current)
         return doses
 
-
-def _time(v: Any, field: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(str(v))
-    except ValueError:
-        raise InvalidInput(field, v, "an ISO 8601 date-time with a UTC offset") from None
-    if t.tzinfo is None:
-        raise InvalidInput(field, v, "an ISO 8601 date-time with a UTC offset")
-    return t
 
 
 def history_from_report(report: Mapping[str, Any] | None) -> History:

@@ -80,7 +80,8 @@ class PumpState:
         }
 
 
-def _time(value: Any, field: str) -> datetime:
+def parse_time(value: Any, field: str) -> datetime:
+    """An aware ISO 8601 time from a status report, or InvalidInput naming the field."""
     try:
         t = datetime.fromisoformat(str(value))
     except ValueError:
@@ -116,7 +117,7 @@ def pump_state_from_status(status: Mapping[str, Any]) -> PumpState:
     return PumpState(
         serial=str(status.get("serial") or ""),
         profile=str(status["profile"]),
-        time=_time(status["time"], "status.time"),
+        time=parse_time(status["time"], "status.time"),
         status=parse_pump_status(status["state"]),
         running=bool(status.get("running")),
         state_version=version,
@@ -124,7 +125,7 @@ def pump_state_from_status(status: Mapping[str, Any]) -> PumpState:
         reservoir_concentration=_num(status, "reservoir_concentration_mcg_per_ml", 0.0),
         program=program,
         program_concentration=float(pc) if pc else None,
-        bolus_running_until=_time(bru, "status.bolus_running_until") if bru else None,
+        bolus_running_until=parse_time(bru, "status.bolus_running_until") if bru else None,
         low_alarm_ml=_num(status, "low_alarm_ml"),
         path_volume_ml=_num(status, "path_volume_ml"),
         internal_volume_ml=_num(status, "internal_volume_ml"),
@@ -135,5 +136,5 @@ def pump_state_from_status(status: Mapping[str, Any]) -> PumpState:
         patient_limits=limits,
         patient_boluses_used_today=int(pb.get("used_today") or 0) if isinstance(pb, Mapping)
         else 0,
-        patient_next_allowed=_time(nxt, "status.patient_bolus.next_allowed") if nxt else None,
+        patient_next_allowed=parse_time(nxt, "status.patient_bolus.next_allowed") if nxt else None,
     )
