@@ -191,3 +191,13 @@ def test_sigkills_of_the_real_itb_pump_serve_process(tmp_path: Path) -> None:
     state = _crash_pump(tmp_path)
     report: Any = crashtest.run(state, 2, crashtest.spawn_cli, seed=5, max_s=0.1)
     assert report.inconsistent == [] and report.acked_writes >= 2
+
+
+def test_a_second_serve_of_the_same_state_directory_is_refused(pump: Path) -> None:
+    # Two pumps served from one directory would interleave their journals.
+    with served(pump) as c:
+        second = _serve(pump)
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 1 and out == ""
+        assert "already served by another process" in err
+        assert c.command("read_status")["state"] == "running"  # the first one goes on serving

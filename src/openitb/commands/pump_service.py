@@ -54,6 +54,9 @@ def serve_cmd(
     """Serve one pump over the telemetry protocol until interrupted."""
     if not 0 <= port <= 65535:
         raise InvalidInput("port", port, "0 to 65535")
+    from openitb.pumpservice import store
+
+    held = store.lock_state(state)  # noqa: F841 - kept open (locked) while serving
     service, keys = open_service(state, clock, speed)
 
     def ready(p: int) -> None:

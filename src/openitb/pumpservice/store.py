@@ -12,6 +12,7 @@ Every file is written atomically: temporary file, fsync, rename, fsync of the di
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -139,6 +140,25 @@ def load_key_file(path: Path) -> KeyFile:
     files.check_private(path, "key_file")
     d = files.load(path, files.KeyFileDoc, "key_file")
     return KeyFile(d.serial, Role(d.role), _key(d.key, "key_file.key"))
+
+
+LOCK_FILE = "serve.lock"
+
+
+def lock_state(directory: Path) -> int:
+    """Take the state directory for this process (an exclusive flock, released by the kernel
+    when the process ends, SIGKILL included). Two pumps served from one directory would
+    interleave their journals; the second is refused and nothing is touched. Returns the
+    descriptor, to be kept open for as long as the pump is served."""
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RefusedOperation(f"state directory {directory} is already served by another "
+                               "process (`itb pump serve`): stop it first; nothing was touched",
+                               code="in_use") from None
+    return fd
 
 
 def check_writable(directory: Path) -> None:
