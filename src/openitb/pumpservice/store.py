@@ -150,6 +150,7 @@ def lock_state(directory: Path) -> int:
     when the process ends, SIGKILL included). Two pumps served from one directory would
     interleave their journals; the second is refused and nothing is touched. Returns the
     descriptor, to be kept open for as long as the pump is served."""
+    check_writable(directory)  # the lock file is written there: the same refusal, first
     fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
