@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
+from openitb.clinic import labels
 from openitb.clinic.accounts import require, require_patient_access
 from openitb.clinic.prediction import predicted_effect
 from openitb.clinic.pumps import reading_prescription
@@ -43,11 +44,7 @@ ALARM_MEANING = {
                     "stopped infusing, or be running on the settings it recovered. Call the "
                     "clinic now.",
 }
-ALARM_TITLE = {
-    "low_reservoir": "Low reservoir", "eri": "Battery replacement due (ERI)",
-    "empty_reservoir": "Empty reservoir", "end_of_service": "End of service",
-    "motor_stall": "Motor stopped", "memory_error": "Pump restarted (memory error)",
-}
+ALARM_TITLE = labels.ALARM
 WITHDRAWAL_SIGNS = ("itching", "fast heart rate", "return of spasticity", "high fever",
                     "confusion or altered mental state", "muscle rigidity")
 OVERDOSE_SIGNS = ("drowsiness", "dizziness", "slow or shallow breathing", "seizures",

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openitb.clinic import labels
 from openitb.clinic.accounts import load_actor
 from openitb.clinic.facade import Clinic
 from openitb.clinic.uow import Actor, brief
@@ -28,6 +29,8 @@ from openitb.web.deps import CsrfFailed, NotSignedIn, bearer_actor, bearer_token
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+# Pages show codes through the one label table: {{ code | human }} or {{ code | human("stage") }}.
+templates.env.filters["human"] = labels.human
 log = logging.getLogger("openitb.web")
 
 STATUS = {"forbidden": 403, "not_found": 404, "conflict": 409, "unauthenticated": 401,

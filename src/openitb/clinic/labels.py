@@ -1,0 +1,64 @@
+"""The one table of human labels for every code the clinic shows to people.
+
+Codes (``not_candidate``, ``low_reservoir``, ``hip_adductors`` ...) stay in the database, the API
+and the logs; pages show the label. A code missing here is shown with its underscores replaced,
+never raw, and ``tests/unit/test_labels.py`` checks every code the clinic defines has a label.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+ALARM = {
+    "low_reservoir": "Low reservoir",
+    "eri": "Battery replacement due (ERI)",
+    "empty_reservoir": "Empty reservoir",
+    "end_of_service": "End of service",
+    "motor_stall": "Motor stopped",
+    "memory_error": "Pump restarted (memory error)",
+}
+STAGE = {
+    "candidate": "Candidate",
+    "screening": "Screening trial",
+    "screened": "Screened, responder",
+    "not_candidate": "Not a candidate",
+    "implanted": "Pump implanted",
+    "explanted": "Pump removed",
+}
+MUSCLE_GROUP = {
+    "hip_flexors": "Hip flexors",
+    "hip_adductors": "Hip adductors",
+    "knee_extensors": "Knee extensors",
+    "knee_flexors": "Knee flexors",
+    "ankle_plantarflexors": "Ankle plantar flexors",
+    "elbow_flexors": "Elbow flexors",
+    "wrist_flexors": "Wrist flexors",
+}
+ROLE = {
+    "physician": "Physician",
+    "nurse": "Nurse",
+    "patient": "Patient",
+    "admin": "Administrator",
+}
+DASHBOARD_KIND = {
+    "alarm": "Alarm",
+    "therapy_stopped": "Therapy stopped",
+    "overdue": "Refill overdue",
+    "refill_due": "Refill due",
+    "eri": "Battery replacement due",
+}
+
+# Every table by name, for ``human(code, table)`` when one code means different things.
+TABLES: Mapping[str, Mapping[str, str]] = {
+    "alarm": ALARM, "stage": STAGE, "muscle_group": MUSCLE_GROUP, "role": ROLE,
+    "dashboard_kind": DASHBOARD_KIND,
+}
+
+
+def human(code: object, table: str | None = None) -> str:
+    """The label people read for ``code``; ``table`` picks one table, else the first that knows it."""
+    key = "" if code is None else str(code)
+    tables = [TABLES[table]] if table is not None else list(TABLES.values())
+    for labels in tables:
+        if key in labels:
+            return labels[key]
+    return key.replace("_", " ")
