@@ -5,93 +5,14 @@ Skips when chromium is absent, except under OPENITB_REQUIRE_ALL=1 (CI), where it
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from browserkit import shot, sign_in
 
-from openitb.clinic.demo import DEMO_PASSWORD, patient_ids, seed_demo
-from openitb.clinic.facade import Clinic
-from openitb.store.db import make_engine
+from openitb.clinic.demo import DEMO_PASSWORD
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("OPENITB_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-def _need_chromium() -> None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing = "the playwright package"
-    else:
-        missing = "" if Path(CHROMIUM).exists() else CHROMIUM
-    if missing:
-        if os.environ.get("OPENITB_REQUIRE_ALL") == "1":
-            pytest.fail(f"OPENITB_REQUIRE_ALL=1 but {missing} is missing")
-        pytest.skip(f"{missing} is missing (apt-get install chromium)")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, int]]]:
-    _need_chromium()
-    import uvicorn
-
-    from openitb.web.app import create_app
-
-    db = tmp_path_factory.mktemp("e2e") / "clinic.db"
-    clinic = Clinic(make_engine(f"sqlite:///{db}"))
-    seed_demo(clinic)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(clinic, demo=True), host="127.0.0.1", port=port,
-                            log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", patient_ids(clinic)
-    srv.should_exit = True
-    thread.join(timeout=10)
-    clinic.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser(server: tuple[str, dict[str, int]]) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-def sign_in(browser: object, base: str, username: str) -> object:
-    ctx = browser.new_context(viewport={"width": 1024, "height": 1366})  # type: ignore[attr-defined]
-    page = ctx.new_page()
-    page.goto(f"{base}/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
-    return page
-
-
-def shot(page: object, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
 
 
 def test_nurse_refill_with_concentration_change(server: tuple[str, dict[str, int]],
