@@ -138,43 +138,6 @@ def result_of(pump: PumpController) -> dict[str, Any]:
     }
 
 
-def _plot(pump: PumpController, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    h = pump.history
-    days = np.array([(s["t"] - pump.born) / 86400 for s in h])
-    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, sharex=True, figsize=(10, 8))
-    ax1.plot(days, [s["reservoir_ml"] for s in h], label="reservoir (true)")
-    ax1.plot(days, [s["estimate_ml"] for s in h], "--", label="reservoir (pump estimate)")
-    ax1.set_ylabel("reservoir (mL)")
-    ax2.step(days, [s["rate_ml_per_day"] for s in h], where="post")
-    ax2.set_ylabel("programmed basal\nflow (mL/day)")
-    # What reached the spinal fluid (and tissue), per whole day: cumulative totals differenced.
-    if len(days) > 1:
-        edges = np.arange(0.0, np.ceil(days[-1]) + 1.0)
-        for key, label in (("delivered_mcg", "to the spinal fluid"), ("tissue_mcg", "to tissue")):
-            cum = np.interp(edges, days, [s[key] for s in h])
-            ax3.step(edges[:-1], np.diff(cum), where="post", label=label)
-        ax3.legend(loc="upper right", fontsize=8)
-    ax3.set_ylabel("dose leaving the\ncatheter (mcg/day)")
-    ax3.set_xlabel("day")
-    for a in pump.alarms.history:
-        d = (datetime.fromisoformat(a.raised_at) - START).total_seconds() / 86400
-        for ax in (ax1, ax2, ax3):
-            ax.axvline(d, color="red" if a.critical else "orange", lw=0.8)
-        ax1.annotate(a.kind.replace("_", " "), (d, ax1.get_ylim()[1]), rotation=90, va="top",
-                     fontsize=7)
-    ax1.legend(loc="lower left", fontsize=8)
-    ax1.set_title(f"{pump.profile.name}: reservoir, program and dose delivered "
-                  "(orange: non-critical alarm, red: critical)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 @app.command("simulate")
 @guarded
 def simulate_cmd(
@@ -205,7 +168,9 @@ def simulate_cmd(
     pump = simulate(profile, conc, vol, rx, days, low, seed, evs, record=plot is not None)
     result = result_of(pump)
     if plot is not None:
-        _plot(pump, plot)
+        from openitb.reports.pump_plot import plot as write_plot
+
+        write_plot(pump, START, plot)
     if as_json:
         print(json.dumps(result))
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from openitb.reports.plotting import plain_numbers
 from openitb.sim.fleet_runner import PolicyResult
 
 SHOWN = (
@@ -45,6 +46,7 @@ def plot_policies(results: list[PolicyResult], path: Path, title: str) -> None:
         ax.set_xlim(left=0)
         ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel("per 1,000 patient-years", fontsize=8)
+        plain_numbers(ax.xaxis)
     axes[0].invert_yaxis()
     for ax in axes[len(SHOWN):]:
         ax.axis("off")
