@@ -20,7 +20,7 @@ from openitb.errors import InvalidInput
 from openitb.physiology import calibration
 from openitb.physiology.measures import bolus_measures, infusion_measures, steady_state_measures
 from openitb.physiology.params import Patients, catalog, patient, population
-from openitb.physiology.population import label_fractions
+from openitb.physiology.population import fraction_label, label_fractions
 from openitb.units import McgPerDay, Micrograms, parse
 
 app = typer.Typer(help="The virtual patient: CSF levels and effect of a dose.", no_args_is_help=True)
@@ -112,8 +112,11 @@ def population_cmd(
         raise InvalidInput("n", n, "a number of patients from 1 to 20000")
     rng = np.random.default_rng(seed)
     f = label_fractions(population(n, rng, name), rng)
-    emit({k: (int(v) if k == "patients" else round(v, 4)) for k, v in f.items()}, as_json,
-         f"itb patient population: {n} patients around {name or catalog().default_patient}, seed {seed}")
+    shown = {k: (int(v) if k == "patients" else round(v, 4)) for k, v in f.items()}
+    if not as_json:  # words for people; the codes stay in the JSON
+        shown = {fraction_label(k): v for k, v in shown.items()}
+    emit(shown, as_json, f"itb patient population: {n} patients around "
+         f"{name or catalog().default_patient}, seed {seed}; share of patients inside each range")
 
 
 def calibration_rows(measures: dict[str, Any]) -> list[dict[str, Any]]:

@@ -101,3 +101,40 @@ def label_fractions(patients: Patients, rng: np.random.Generator,
         "csf_at_maintenance_dose_in_label_range": _inside(css(dose), *LABEL_CSF),
         "overdose_signs_after_50_mcg": float(np.mean(overdose_signs_after_bolus(patients, 50.0, c))),
     }
+
+
+def _r(lo_hi: tuple[float, float]) -> str:
+    return f"{lo_hi[0]:g}-{lo_hi[1]:g}"
+
+
+# What each code of ``label_fractions`` means, in words, for people (the codes stay in JSON).
+FRACTION_LABELS = {
+    "patients": "patients",
+    "csf_in_label_range_at_a_label_dose":
+        f"CSF {_r(LABEL_CSF)} ng/mL (label) at a dose of {_r(LABEL_DOSES)} mcg/day",
+    "csf_50_in_widened_range": f"CSF {_r(WIDENED)} ng/mL (label range widened) at 50 mcg/day",
+    "csf_1200_in_widened_range":
+        f"CSF {_r(WIDENED)} ng/mL (label range widened) at 1200 mcg/day",
+    "csf_50_and_1200_in_widened_range": f"CSF {_r(WIDENED)} ng/mL at both 50 and 1200 mcg/day",
+    "steady_state_in_1_2_days": "steady state (90 %) in 1-2 days",
+    "clearance_13_80_ml_per_h": "CSF clearance 13-80 mL/h",
+    "csf_volume_22_157_ml": "CSF volume 22-157 mL",
+    "bolus_half_life_1_5h": "bolus CSF half-life 1-5 h",
+    "bolus_onset_0p5_1h": "bolus effect onset 0.5-1 h",
+    "bolus_peak_2_6h": "bolus effect peak 2-6 h",
+    "bolus_duration_4_8h": "bolus effect duration 4-8 h",
+    "infusion_90pct_24_48h": "infusion: 90 % of the effect in 24-48 h",
+    "screening_responders": "responders at screening (50/75/100 mcg)",
+    "maintenance_dose_in_label_range_spinal_300_800":
+        f"maintenance dose {_r(MAINTENANCE['spinal'])} mcg/day (label, spinal origin)",
+    "maintenance_dose_in_label_range_cerebral_90_703":
+        f"maintenance dose {_r(MAINTENANCE['cerebral'])} mcg/day (label, cerebral origin)",
+    "csf_at_maintenance_dose_in_label_range":
+        f"CSF {_r(LABEL_CSF)} ng/mL (label) at the maintenance dose",
+    "overdose_signs_after_50_mcg": "overdose signs after a 50 mcg bolus",
+}
+
+
+def fraction_label(code: str) -> str:
+    """The words for a ``label_fractions`` code (a new code without words: spaces, not a code)."""
+    return FRACTION_LABELS.get(code, code.replace("_", " "))

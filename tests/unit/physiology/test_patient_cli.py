@@ -54,6 +54,22 @@ def test_population_reports_fractions() -> None:
             assert 0.0 <= v <= 1.0, k  # type: ignore[operator]
 
 
+def test_population_shows_words_to_people_and_keeps_codes_in_json() -> None:
+    """`bolus_onset_0p5_1h` is a code: the table says "bolus effect onset 0.5-1 h"; every code
+    has its words in the one table beside the codes (physiology/population.py)."""
+    from openitb.physiology.population import FRACTION_LABELS
+
+    codes = _json("population", "--n", "20", "--seed", "3")
+    assert "bolus_onset_0p5_1h" in codes and set(codes) == set(FRACTION_LABELS)
+    r = runner.invoke(app, ["patient", "population", "--n", "20", "--seed", "3"],
+                           env={"COLUMNS": "140"})
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "bolus effect onset 0.5-1 h" in text and "CSF clearance 13-80 mL/h" in text
+    assert not any(code in r.output for code in codes if code != "patients")
+    assert all("_" not in words for words in FRACTION_LABELS.values())
+
+
 @pytest.mark.parametrize(("args", "field"), [
     (["steady-state", "--dose", "400"], "dose"),
     (["steady-state", "--dose", "400 mL"], "dose"),
