@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -53,3 +57,33 @@ def test_bad_scheduler_address_is_refused() -> None:
     r = CliRunner().invoke(app, ["fleet", "run", str(example),
                                  "--scheduler", "tcp://127.0.0.1:1", "--patients", "10"])
     assert r.exit_code == 2 and "scheduler" in r.output
+
+
+@pytest.mark.slow
+def test_a_fleet_run_prints_no_stray_warning_even_with_port_8787_taken(tmp_path: Path) -> None:
+    """Dask's "Port 8787 is already in use" (another cluster, or anything, on the dashboard's
+    default port) is not printed: the dashboard is off and the scheduler's HTTP endpoint is on a
+    free port. Every Python warning is shown (PYTHONWARNINGS=always), in the workers too."""
+    study = tmp_path / "s.toml"
+    study.write_text('name = "quiet"\npatients = 40\nyears = 0.1\nseed = 2\n[[policies]]\n'
+                     'name = "2 mL, 7 days"\nlow_alarm_ml = 2\nlead_days = 7\n', encoding="utf-8")
+    holder = socket.socket()
+    try:
+        holder.bind(("0.0.0.0", 8787))
+        holder.listen()
+    except OSError:
+        pass  # something else already holds it: the same situation
+    itb = Path(sys.executable).with_name("itb")
+    try:
+        r = subprocess.run([str(itb), "fleet", "run", str(study), "--workers", "1",
+                            "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONWARNINGS": "always", "COLUMNS": "100"},
+                           timeout=300)
+    finally:
+        holder.close()
+    assert r.returncode == 0, r.stderr
+    assert "events per 1,000 patient-years" in r.stdout
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    # Only the progress bar (its last frame) is on stderr: no warning, no log line.
+    assert all("quiet: 40 patients" in ln for ln in lines), r.stderr
+    assert "warn" not in r.stderr.lower() and "8787" not in r.stderr

@@ -14,6 +14,7 @@ from rich.table import Table
 from openitb.commands.calc import guarded
 from openitb.errors import InvalidInput
 from openitb.sim.fleet_calibration import PUBLISHED, published_rates
+from openitb.sim.fleet import OUTCOMES
 from openitb.sim.fleet_plot import plot_policies
 from openitb.sim.fleet_runner import PolicyResult, poisson_interval, run_study, write_parquet
 from openitb.sim.study import load_study
@@ -35,8 +36,13 @@ def _rate(r: PolicyResult, keys: tuple[str, ...]) -> str:
     return f"{count / r.patient_years * 1000:.1f}\n{low:.0f}-{high:.0f}"
 
 
+REST = ("every outcome (empty reservoir, catheter faults, pocket fills, coma ...), its count "
+        "and exact interval, per policy: results.json and results.parquet")
+
+
 def _table(results: list[PolicyResult]) -> Table:
-    t = Table(title="events per 1,000 patient-years, 95 % interval below")
+    t = Table(title="events per 1,000 patient-years, 95 % interval below",
+              caption=f"The table shows {len(TABLE)} of {len(OUTCOMES)} outcomes; {REST}.")
     t.add_column("policy")
     for label in TABLE:
         t.add_column(label, justify="right")

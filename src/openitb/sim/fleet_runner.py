@@ -26,6 +26,11 @@ from openitb.sim.fleet import OUTCOMES, Draws, draw, simulate, study_days
 from openitb.sim.study import Study
 
 CONFIDENCE = 0.95
+# The local cluster's dashboard is off, and the scheduler's own HTTP endpoint (which Dask starts
+# even then, on 8787 by default, warning "Port 8787 is already in use" when another cluster has
+# it) listens on a free port of the loopback interface: a fleet run prints no stray warning.
+LOCAL_DASHBOARD = {"dashboard_address": None,
+                   "scheduler_kwargs": {"dashboard": False, "dashboard_address": "127.0.0.1:0"}}
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,7 @@ def run_study(study: Study, *, scheduler: str | None = None, workers: int | None
     if scheduler is None:
         cluster = LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-            dashboard_address=None)
+            **LOCAL_DASHBOARD)
         client = Client(cluster)  # type: ignore[no-untyped-call]
     else:
         try:

@@ -154,6 +154,8 @@ def test_fleet_tables_fit_100_columns_and_show_each_published_rate() -> None:
     console.print(_published_table(published))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 100
+    # What the table leaves out is named under it, with where to find it.
+    assert "results.json and results.parquet" in " ".join(text.split())
     for p in PUBLISHED.values():
         assert p.value in text and p.source in text
 
