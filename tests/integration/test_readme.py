@@ -8,6 +8,7 @@ Substitutions (the only changes to the README's text):
   installed virtualenv taken as up to date, ``-o .venv/.installed``), is waited for until it
   answers, and is stopped when its block ends;
 - ``itb fleet run`` takes the quick form the README offers (``--patients 500 --years 1``);
+- ``. .venv/bin/activate`` activates the repository's virtualenv (the blocks run elsewhere);
 - ``make test`` is not run: it runs this very test suite, which cannot recurse (skipped with
   that reason, below).
 Each block runs in one ``bash -e`` in a temporary directory holding links to the repository's
@@ -108,6 +109,8 @@ def rewrite(cmd: str, tmp: Path, ports: dict[str, int]) -> str:
         return f"{bare} PIDS+=($!); wait_port {ports['7401']}"
     if bare.startswith("itb fleet run"):
         return f"{bare} {QUICK_FLEET}"
+    if bare == ". .venv/bin/activate":
+        return f". {ROOT / '.venv' / 'bin' / 'activate'}"
     return c
 
 
@@ -143,6 +146,12 @@ def test_make_test_is_skipped_because_it_would_recurse() -> None:
     assert any("make test" in c for b in BLOCKS for c in commands(b))
 
 
+def test_the_readme_says_where_itb_is_how_to_activate_and_what_serve_args_does() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert ".venv/bin/itb" in text and ". .venv/bin/activate" in text
+    assert 'make run SERVE_ARGS="--port' in text
+
+
 def test_commands_are_split_and_rewritten_as_documented(tmp_path: Path) -> None:
     cmds = commands("a \\\n  b  # c\n# only a comment\nd &\n")
     assert cmds == ["a    b  # c", "d &"]
@@ -160,3 +169,22 @@ def test_readme_block(index: int, tmp_path: Path) -> None:
         f"README sh block {index} failed (exit {r.returncode}); the last command started is "
         f"the last '>>> N' line\n--- stderr ---\n{r.stderr[-6000:]}\n--- stdout ---\n"
         f"{r.stdout[-3000:]}")
+
+
+def _bolus_block() -> int:
+    return next(i for i, b in enumerate(BLOCKS) if "itb ptm bolus" in b)
+
+
+@pytest.mark.slow
+def test_the_readme_patient_bolus_is_given(tmp_path: Path) -> None:
+    """The README's `itb ptm bolus` is accepted as written: the block before it sets the patient
+    limits (without them every bolus is refused, exit 1, "Bolus not given")."""
+    block = commands(BLOCKS[_bolus_block()])
+    limits = next(i for i, c in enumerate(block) if c.startswith("itb programmer patient-limits"))
+    bolus = next(i for i, c in enumerate(block) if c.startswith("itb ptm bolus"))
+    assert limits < bolus
+    r = run_block(_bolus_block(), tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert f">>> {bolus}" in r.stderr and "Bolus not given" not in r.stderr
+    assert re.search(r"Bolus of 10 mcg started \(ends [^)]+\); 1 of 2 today; next allowed at ",
+                     r.stdout), r.stdout[-2000:]

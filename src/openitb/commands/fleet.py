@@ -13,8 +13,8 @@ from rich.table import Table
 
 from openitb.commands.calc import guarded
 from openitb.errors import InvalidInput
-from openitb.sim.fleet_calibration import PUBLISHED, published_rates
 from openitb.sim.fleet import OUTCOMES
+from openitb.sim.fleet_calibration import PUBLISHED, published_rates
 from openitb.sim.fleet_plot import plot_policies
 from openitb.sim.fleet_runner import PolicyResult, poisson_interval, run_study, write_parquet
 from openitb.sim.study import load_study

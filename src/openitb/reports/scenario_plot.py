@@ -112,6 +112,13 @@ def figure(result: SimResult) -> tuple[Any, list[Any], Any, list[Any]]:
         if float(tissue.max()) > 10 * max(float(tip.max()), 1e-9):
             decade = 10.0 ** math.ceil(math.log10(max(float(tip.max()) * 24, 1.0)))
             ax.set_yscale("symlog", linthresh=decade, linscale=0.5)
+            # Ticks at 0 and at each decade from the linear range's top: none crowd the 0.
+            from matplotlib.ticker import FixedLocator, NullLocator
+
+            top_decade = math.ceil(math.log10(max(float(tissue.max()) * 24, decade)))
+            ax.yaxis.set_major_locator(FixedLocator(
+                [0.0] + [10.0 ** k for k in range(round(math.log10(decade)), top_decade + 1)]))
+            ax.yaxis.set_minor_locator(NullLocator())
     ax.set_ylabel("dose rate\nmcg/day")
     ax = axes[1]
     line(ax, "csf_lumbar_ng_per_ml", "tab:purple", "lumbar CSF")

@@ -23,7 +23,7 @@ from openitb.sim.scenario import parse_scenario
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=4)
 def scenario_result(name: str) -> SimResult:
     doc = tomllib.loads((ROOT / "scenarios" / f"{name}.toml").read_text(encoding="utf-8"))
     return run_scenario(parse_scenario(doc))
@@ -51,6 +51,11 @@ def check_readable(fig: Any, axes: list[Any], strip: Any, texts: list[Any]) -> N
             assert not crosses, t.get_text()
     page = fig.bbox
     renderer = fig.canvas.get_renderer()
+    for ax in axes:  # tick labels apart too (a symlog axis once printed "100" over "0")
+        ticks = [t.get_window_extent(renderer) for t in ax.get_yticklabels()
+                 if t.get_visible() and t.get_text()]
+        for a, b in combinations(ticks, 2):
+            assert not overlap(a, b), [t.get_text() for t in ax.get_yticklabels()]
     for t, b in zip(texts, bb, strict=True):
         assert page.x0 <= b.x0 and b.x1 <= page.x1 and page.y0 <= b.y0 and b.y1 <= page.y1, \
             t.get_text()
@@ -92,14 +97,16 @@ def test_event_labels_never_overlap_each_other_the_lines_or_the_panels(
         plt.close(fig)
 
 
-def test_the_shipped_scenarios_bridge_and_mri_plots_are_readable() -> None:
+def test_the_shipped_bridge_mri_and_pocket_fill_plots_are_readable() -> None:
     import matplotlib.pyplot as plt
 
-    for name in ("mri", "concentration_change_bridge"):
+    expected = {"mri": "mri start", "concentration_change_bridge": "bridge",
+                "pocket_fill": "pocket fill"}
+    for name, event in expected.items():
         fig, axes, strip, texts = figure(scenario_result(name))
         try:
             shown = " ".join(t.get_text() for t in texts)
-            assert ("mri start" in shown) if name == "mri" else ("bridge" in shown)
+            assert event in shown
             assert "_" not in shown  # no code names: "mri start", "Motor stopped (alarm)"
             check_readable(fig, axes, strip, texts)
             legends = " ".join(t.get_text() for ax in axes if ax.get_legend()
@@ -153,3 +160,26 @@ def test_the_placement_rule_keeps_texts_and_leaders_apart(
         for p, q in ((a, b), (b, a)):  # p's leader rises to p's lane: never through q's text
             if q.lane < p.lane:
                 assert not (q.x - pad + 1e-9 < p.x < q.right + pad)
+
+
+def test_the_pump_plot_names_its_alarms_and_thresholds_readably() -> None:
+    import matplotlib.pyplot as plt
+
+    from openitb.commands.pump import START, simulate
+    from openitb.reports.pump_plot import figure as pump_figure
+    from openitb.therapy.prescription import Continuous
+    from openitb.units import McgPerDay, McgPerMl, Milliliters
+
+    pump = simulate("itb-40", McgPerMl(2000), Milliliters(40), Continuous(McgPerDay(800)), 110,
+                    None, 0, [], record=True)
+    fig, axes, strip, texts = pump_figure(pump, START)
+    try:
+        shown = [t.get_text() for t in texts]
+        assert shown == ["Low reservoir (alarm)", "Empty reservoir (alarm)"]
+        check_readable(fig, axes, strip, texts)
+        legend = " ".join(t.get_text() for t in axes[0].get_legend().get_texts())
+        assert "low-reservoir alarm (2 mL)" in legend and "empty (0 mL)" in legend
+        for ax in axes:
+            assert ax.yaxis.get_offset_text().get_text() == ""
+    finally:
+        plt.close(fig)
