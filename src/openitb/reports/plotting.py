@@ -50,6 +50,9 @@ def legend_beside(ax: Any) -> None:
               frameon=False, borderaxespad=0.0, handlelength=1.8)
 
 
+_URGENCY = {"red": 0, "darkorange": 1, "black": 2}
+
+
 @dataclass(frozen=True)
 class Event:
     """A thing that happened at day ``day``, to name above the plot."""
@@ -117,7 +120,8 @@ def _draw_labels(fig: Any, strip: Any, events: Sequence[Event]) -> tuple[list[An
     to_data = strip.transData.inverted().transform
     texts = []
     for p in placed:
-        colour = inside[p.members[0]].color
+        # A shared label takes its most urgent colour (a critical alarm's red first).
+        colour = min((inside[i].color for i in p.members), key=lambda c: _URGENCY.get(c, 3))
         y = p.lane * lane_px + LANE_PAD_PX
         day = float(to_data((p.x, 0.0))[0])
         strip.plot([day, day], [0, y], color=colour, lw=0.6, alpha=0.8, solid_capstyle="butt")

@@ -108,6 +108,9 @@ def test_the_shipped_bridge_mri_and_pocket_fill_plots_are_readable() -> None:
             shown = " ".join(t.get_text() for t in texts)
             assert event in shown
             assert "_" not in shown  # no code names: "mri start", "Motor stopped (alarm)"
+            # A label naming an alarm is in the alarm's colour, even when shared with an event.
+            assert all(t.get_color() in ("red", "darkorange") for t in texts
+                       if "(alarm)" in t.get_text())
             check_readable(fig, axes, strip, texts)
             legends = " ".join(t.get_text() for ax in axes if ax.get_legend()
                                for t in ax.get_legend().get_texts())
