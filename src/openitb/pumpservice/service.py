@@ -196,8 +196,10 @@ class PumpService:
 
     # ---- handlers --------------------------------------------------------------------------
     def _read_status(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        # An interrogation (resumes a pump waiting after an MRI); the status is computed once,
+        # after the read's effects and its radio charge, as the reply always was.
         resumed = self.pump.awaiting_interrogation
-        self._apply(cmd.ReadStatus())  # an interrogation: resumes a pump waiting after an MRI
+        self.pump.read(cmd.ReadStatus(), lambda: None)
         return self.status(resumed_after_mri=resumed)
 
     def status(self, *, resumed_after_mri: bool = False) -> dict[str, Any]:
