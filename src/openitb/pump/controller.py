@@ -193,7 +193,7 @@ class PumpController:
         self.record_history = False
         self._seg_cache: tuple[Any, float, list[tuple[int, int, Fraction]], float] | None = None
         self._day_cache: tuple[Any, float, _DailyRate] | None = None
-        self._history = HistoryIndex(_log_seconds)
+        self.history_index = HistoryIndex(_log_seconds)
         # Reads since the last journal record: a read writes nothing; its radio charge rides on
         # the next record ("reads"), which a replay applies first (see ``read``).
         self.unjournaled_reads = 0
@@ -584,7 +584,7 @@ class PumpController:
         the program in force before them; at most ``limit`` entries (the newest), bounded.
         Parsed once per log entry and kept until the log or the time moves (pump/history.py)."""
         since = self.t - round(hours * 3600)
-        return self._history.recent(self.log, since, iso(since), hours, limit)
+        return self.history_index.recent(self.log, since, iso(since), hours, limit)
 
     def _refuse_if_eos(self) -> Response | None:
         return Response(False, "end of service: the pump no longer infuses") if self.eos else None

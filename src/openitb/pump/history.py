@@ -103,6 +103,9 @@ class HistoryIndex:
         self._items: deque[_Item] = deque()
         self._last: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         self.rebuilds = 0  # how often the whole log was parsed (tests, benchmarks)
+        # Counts the answers computed: equal counts, the same answer (what a caller that keeps
+        # something derived from it, such as its encoding, checks before reusing that).
+        self.answers = 0
 
     def _sync(self, log: EventLog) -> None:
         new = log.next_seq - self._next
@@ -128,4 +131,5 @@ class HistoryIndex:
         self._sync(log)
         answer = _answer(self._items, log.dropped, since, since_iso, hours, limit)
         self._last = (key, answer)
+        self.answers += 1
         return _copy(answer)

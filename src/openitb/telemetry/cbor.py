@@ -9,7 +9,10 @@ allowlist (empty: the protocol uses none, so shared references, bignums and the 
 refused). Only a payload that passes is built, by cbor2. Every refusal is a ``CborError`` with a short reason; the scan
 does not recurse and allocates nothing in proportion to what a length field claims.
 
-Encoding stays with ``cbor2.dumps(canonical=True)``, which produces only this subset.
+Encoding stays with ``cbor2.dumps(canonical=True)``, which produces only this subset (``dumps``).
+A value that many payloads carry unchanged (a read_status's 24 h history) can be encoded once
+(``Encoded``) and spliced into each: canonical CBOR of a map is its head and its pairs in key
+order, each value encoded on its own, so the bytes are the same as encoding it in place.
 """
 
 from __future__ import annotations
@@ -97,6 +100,28 @@ def _scan(data: bytes) -> None:
                 raise CborError("simple values of one byte are not accepted")
     if pos != n:
         raise CborError("bytes after the data item")
+
+
+class Encoded:
+    """``value`` encoded once (canonical CBOR); ``dumps`` writes these bytes where it stands.
+    Keep ``value`` unchanged after building one (it is kept for reading, not re-encoded)."""
+
+    __slots__ = ("value", "data")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.data: bytes = cbor2.dumps(value, canonical=True)
+
+
+def _splice(encoder: Any, value: Any) -> None:
+    if not isinstance(value, Encoded):
+        raise cbor2.CBOREncodeTypeError(f"cannot encode a {type(value).__name__}")
+    encoder.write(value.data)
+
+
+def dumps(value: Any) -> bytes:
+    """Canonical CBOR of ``value``; an ``Encoded`` inside it is written as encoded."""
+    return cbor2.dumps(value, canonical=True, default=_splice)
 
 
 def loads(data: bytes) -> Any:

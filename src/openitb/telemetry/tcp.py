@@ -165,7 +165,10 @@ async def _serve_connection(
                 reply = endpoint.handle(head + rest)
             try:
                 writer.write(reply)
-                await _within(writer.drain(), READ_TIMEOUT_S)
+                if writer.transport.get_write_buffer_size():
+                    # Not all sent at once: wait (bounded) for a peer that reads slowly. Most
+                    # replies leave in the write itself, and then no timer is set up per frame.
+                    await _within(writer.drain(), READ_TIMEOUT_S)
             except (TimeoutError, ConnectionError):
                 return  # the peer went away (or was closed over a cap): not an error
             if endpoint.role is None and (
