@@ -63,7 +63,7 @@ def _count_reads(service: PumpService) -> Callable[[], dict[str, float]]:
     inner = service.dispatch
 
     def counting(role: Role, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        out = inner(role, name, args)
+        out: dict[str, Any] = inner(role, name, args)
         if name == "read_status":
             now = time.perf_counter()
             if span and now - span[1] > GAP_S:
@@ -80,7 +80,7 @@ def _count_reads(service: PumpService) -> Callable[[], dict[str, float]]:
             stats["busy_s"] += span[1] - span[0]
         return stats
 
-    service.dispatch = counting  # type: ignore[method-assign]
+    service.dispatch = counting
     return close
 
 
@@ -237,7 +237,7 @@ def measure(clients: int = 2, seconds: float = 3.0, rounds: int = 2) -> dict[str
     """Both pumps served at once, driven in turn, round by round (the same machine load)."""
     with tempfile.TemporaryDirectory() as tmp:
         served = [serve("file memory", Path(tmp) / "pump"), serve("in RAM", Path(tmp) / "ram")]
-        totals: dict[str, list[float]] = {s.kind: [0, 0.0, 0.0, 0.0] for s in served}
+        totals: dict[str, list[float]] = {s.kind: [0.0, 0.0, 0.0, 0.0] for s in served}
         try:
             for s in served:
                 prepare(s)
@@ -252,8 +252,9 @@ def measure(clients: int = 2, seconds: float = 3.0, rounds: int = 2) -> dict[str
         finally:
             stats = {s.kind: stop(s) for s in served}
     out = {}
-    for kind, (n, rate, cpu, server_cpu) in totals.items():
+    for kind, (count, rate_sum, client_cpu, served_cpu) in totals.items():
         st = stats[kind]
-        out[kind] = Load(int(n), rate, st["n"] / st["busy_s"] if st["busy_s"] > 0 else 0.0,
-                         server_cpu / max(1, n) * 1e6, cpu / max(1, n) * 1e6)
+        out[kind] = Load(int(count), rate_sum,
+                         st["n"] / st["busy_s"] if st["busy_s"] > 0 else 0.0,
+                         served_cpu / max(1.0, count) * 1e6, client_cpu / max(1.0, count) * 1e6)
     return out

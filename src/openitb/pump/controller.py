@@ -50,7 +50,7 @@ from openitb.pump.commands import (
     Stop,
 )
 from openitb.pump.eventlog import EventLog
-from openitb.pump.history import HISTORY_KINDS, HISTORY_MAX_ENTRIES, HistoryIndex
+from openitb.pump.history import HISTORY_MAX_ENTRIES, HistoryIndex
 from openitb.pump.journal import READS, BadCommandRecord, decode_command, encode_command
 from openitb.pump.memory import MemoryCorrupted, MemoryPort, MemoryWriteFailed, Recovery
 from openitb.pump.status import PumpStatus
@@ -519,7 +519,7 @@ class PumpController:
         self._checkpoint_if_due()
         return resp
 
-    def read(self, command: ReadStatus | ReadLog, answer: Callable[[], R]) -> R:
+    def read(self, command: Command, answer: Callable[[], R]) -> R:
         """A telemetry read (status or log): ``answer`` is computed after the read's effects on
         the pump and before its radio charge, as for every command.
 

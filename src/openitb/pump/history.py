@@ -37,15 +37,16 @@ class _Item:
         self.seq: int = e["seq"]
         self.at_s = to_seconds(e["at"])
         self.in_force: float | None = None
-        shown: dict[str, Any] | None = {"at": e["at"], "kind": kind}
+        base: dict[str, Any] = {"at": e["at"], "kind": kind}
+        shown: dict[str, Any] | None = base
         if kind == "program":
             if "daily_mcg" in d:
                 self.in_force = float(d["daily_mcg"]) if d.get("repeats", True) else 0.0
-                shown = {**shown, "daily_mcg": d["daily_mcg"], "repeats": d.get("repeats", True)}
+                shown = {**base, "daily_mcg": d["daily_mcg"], "repeats": d.get("repeats", True)}
             else:
                 shown = None
         elif kind == "bolus":
-            shown = ({**shown, "dose_mcg": d["dose_mcg"],
+            shown = ({**base, "dose_mcg": d["dose_mcg"],
                       "by_patient": d.get("by_patient", False)} if "dose_mcg" in d else None)
         self.shown = shown
 
