@@ -248,8 +248,8 @@ def main() -> int:
     tallies.append(authenticated(rig, n_auth, inproc, 2))
     print(tallies[-1].line("authenticated sessions, in process", time.perf_counter() - t0),
           flush=True)
-    # The TCP share on its own pump: the fuzzed one's event log is long by now, and every
-    # accepted command persists a snapshot that includes it (see the round trips below).
+    # The TCP share on its own pump, so that its figures do not depend on how long the fuzzed
+    # pump's event log has grown.
     rig = Rig()
     with ServerThread(rig.endpoint) as server:
         def tcp() -> Callable[[bytes], bytes]:
@@ -271,8 +271,8 @@ def main() -> int:
         t.close()
         print(flood(rig, server), flush=True)
         crashes_in_flood = server.log.total  # a connection that ended by an exception
-    # Round trips on a fresh pump: after the fuzzing its event log is long, and every read
-    # persists a snapshot that includes the log (the memory work's concern, not the link's).
+    # Round trips on a fresh pump (the sustained read_status target, against a served pump
+    # driven by client processes, is bench_programmer's: benchmarks/readload.py).
     fresh = Rig()
     calls_reference = round_trips(fresh.endpoint().handle, 2000)
     with ServerThread(fresh.endpoint) as server:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -49,6 +50,7 @@ from openitb.pump.commands import (
     Stop,
 )
 from openitb.pump.eventlog import EventLog
+from openitb.pump.history import HISTORY_MAX_ENTRIES, HistoryIndex
 from openitb.pump.journal import READS, BadCommandRecord, decode_command, encode_command
 from openitb.pump.memory import MemoryCorrupted, MemoryPort, MemoryWriteFailed, Recovery
 from openitb.pump.status import PumpStatus
@@ -59,15 +61,15 @@ from openitb.therapy.prescription import (
     validate_for_pump,
 )
 
+R = TypeVar("R")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 YEAR_S = 365.25 * DAY_S
 TELEMETRY_S_PER_COMMAND = 10  # radio time charged to the battery per programmer command (default)
+# Reads counted before one is journaled (no fsync) to carry their radio charge: what a crash can
+# lose is bounded (256 x 5.6 uAh = 1.4 mAh of a 612 mAh cell, devices.toml), at one unsynced
+# write per this many reads.
+MAX_UNJOURNALED_READS = 256
 ENVIRONMENT = frozenset({"MriStart", "MriEnd", "PowerOnReset", "CatheterFault", "PocketFill"})
-HISTORY_MAX_ENTRIES = 48  # bounded: a status report must fit one telemetry frame
-# Event-log kinds -> history kinds the safety kernel reads (openitb.safety.history).
-HISTORY_KINDS = {"command_Program": "program", "command_ClinicianBolus": "bolus",
-                 "command_Stop": "stop", "command_Start": "start",
-                 "single_bolus_done": "delivery_ended"}
 
 
 def to_seconds(t: datetime) -> int:
@@ -191,6 +193,10 @@ class PumpController:
         self.record_history = False
         self._seg_cache: tuple[Any, float, list[tuple[int, int, Fraction]], float] | None = None
         self._day_cache: tuple[Any, float, _DailyRate] | None = None
+        self.history_index = HistoryIndex(_log_seconds)
+        # Reads since the last journal record: a read writes nothing; its radio charge rides on
+        # the next record ("reads"), which a replay applies first (see ``read``).
+        self.unjournaled_reads = 0
         self._log("manufactured", {"true_stroke_nl": self.true_stroke_nl})
 
     @classmethod
@@ -482,31 +488,67 @@ class PumpController:
         method = getattr(self, f"_cmd_{name}", None)
         if method is None:
             return Response(False, f"unknown command {name}")
-        # Write-ahead: the command is in the journal (fsynced unless a read) before it acts;
-        # a failed write raises MemoryWriteFailed here and nothing has changed.
-        self._journal({"op": "command", "command": encode_command(command)},
-                      sync=name not in READS)
+        if name in READS:
+            def answer() -> Response:
+                try:
+                    r: Response = method(command)
+                except OpenITBError as exc:
+                    r = Response(False, str(exc))
+                return r
+            return self.read(command, answer)
+        # Write-ahead: the command is in the journal (fsynced) before it acts; a failed write
+        # raises MemoryWriteFailed here and nothing has changed.
+        self._journal({"op": "command", "command": encode_command(command)}, sync=True)
         if self.awaiting_interrogation and name not in ENVIRONMENT:
             self._resume_after_mri()  # any telemetry session is an interrogation
-        before = self.to_dict() if name not in READS else None
+        before = self.to_dict()
         try:
             resp: Response = method(command)
         except OpenITBError as exc:
             resp = Response(False, str(exc))
         except Exception:
-            if before is not None:  # a fault inside the pump changes nothing (live and replayed)
-                self._restore_from(before)
+            self._restore_from(before)  # a fault inside the pump changes nothing (live, replayed)
             raise
-        if not resp.ok and before is not None:
+        if not resp.ok:
             self._restore_from(before)
             return resp
         if name not in ENVIRONMENT:
-            self.battery_used_uah += battery.telemetry_uah(self.profile, TELEMETRY_S_PER_COMMAND)
-        if name not in READS:
-            self.state_version += 1
-            self._log(f"command_{name}", {"ok": resp.ok, **_history_data(command)})
+            self._charge_telemetry()
+        self.state_version += 1
+        self._log(f"command_{name}", {"ok": resp.ok, **_history_data(command)})
         self._checkpoint_if_due()
         return resp
+
+    def read(self, command: Command, answer: Callable[[], R]) -> R:
+        """A telemetry read (status or log): ``answer`` is computed after the read's effects on
+        the pump and before its radio charge, as for every command.
+
+        A read changes the pump in two ways only: it ends the wait after an MRI (an
+        interrogation), and it charges the battery for its radio time. The first is journaled
+        like any command (no fsync: a replay ends the wait at the same record). The second
+        writes nothing: the read is counted, and the count rides on the next journal record
+        (``reads``), whose replay charges that many reads first, in the same order, so the
+        fingerprint matches; a snapshot holds the charges and resets the count. A crash loses at
+        most the radio charge of the reads since the last record (a clock catch-up writes one
+        each second; at most MAX_UNJOURNALED_READS of them: then a read journals itself, no
+        fsync), never a command."""
+        if self.awaiting_interrogation or self.unjournaled_reads >= MAX_UNJOURNALED_READS:
+            self._journal({"op": "command", "command": encode_command(command)}, sync=False)
+            if self.awaiting_interrogation:
+                self._resume_after_mri()  # any telemetry session is an interrogation
+        elif self.memory is not None:
+            self.unjournaled_reads += 1
+        out = answer()
+        self._charge_telemetry()
+        self._checkpoint_if_due()
+        return out
+
+    def _charge_telemetry(self, n: int = 1) -> None:
+        """The radio charge of ``n`` programmer commands, one addition each (a replay adds the
+        same floats in the same order as the live pump did)."""
+        uah = battery.telemetry_uah(self.profile, TELEMETRY_S_PER_COMMAND)
+        for _ in range(n):
+            self.battery_used_uah += uah
 
     def check_version(self, expected: int | None) -> str | None:
         """The precondition of a write: None if it holds (or none was given), else why not."""
@@ -539,38 +581,10 @@ class PumpController:
     def recent_history(self, hours: float = 24.0, limit: int = HISTORY_MAX_ENTRIES
                        ) -> dict[str, Any]:
         """Programs, boluses, stops and starts of the last ``hours`` from the event log, with
-        the program in force before them; at most ``limit`` entries (the newest), bounded."""
+        the program in force before them; at most ``limit`` entries (the newest), bounded.
+        Parsed once per log entry and kept until the log or the time moves (pump/history.py)."""
         since = self.t - round(hours * 3600)
-        picked: list[dict[str, Any]] = []
-        before: float | None = None
-        found_before = False
-        for e in reversed(self.log.entries):
-            kind = HISTORY_KINDS.get(e["kind"])
-            if kind is None:
-                continue
-            at = to_seconds(datetime.fromisoformat(e["at"]))
-            d = e.get("data") or {}
-            if at < since:
-                if kind == "program" and "daily_mcg" in d:
-                    before = float(d["daily_mcg"]) if d.get("repeats", True) else 0.0
-                    found_before = True
-                    break
-                continue
-            entry: dict[str, Any] = {"at": e["at"], "kind": kind}
-            if kind == "program":
-                if "daily_mcg" not in d:
-                    continue
-                entry.update(daily_mcg=d["daily_mcg"], repeats=d.get("repeats", True))
-            elif kind == "bolus":
-                if "dose_mcg" not in d:
-                    continue
-                entry.update(dose_mcg=d["dose_mcg"], by_patient=d.get("by_patient", False))
-            picked.append(entry)
-        truncated = len(picked) > limit or (not found_before and self.log.dropped > 0)
-        picked = picked[:limit]
-        picked.reverse()
-        return {"since": iso(since), "hours": hours, "entries": picked,
-                "in_force_before": before, "truncated": truncated}
+        return self.history_index.recent(self.log, since, iso(since), hours, limit)
 
     def _refuse_if_eos(self) -> Response | None:
         return Response(False, "end of service: the pump no longer infuses") if self.eos else None
@@ -847,20 +861,27 @@ class PumpController:
         if not m.resumed:
             if not m.blank:
                 raise MemoryWriteFailed("this memory holds a pump: restore from it first")
-            m.checkpoint(self.to_dict())  # a new pump's first snapshot: the base of its journal
-        m.append({**body, "before": self.fingerprint()}, sync)
+            self._snapshot(m)  # a new pump's first snapshot: the base of its journal
+        reads = self.unjournaled_reads
+        m.append({**body, **({"reads": reads} if reads else {}), "before": self.fingerprint()},
+                 sync)
+        self.unjournaled_reads = 0  # only once the record is written
+
+    def _snapshot(self, m: MemoryPort) -> None:
+        m.checkpoint(self.to_dict())
+        self.unjournaled_reads = 0  # their charges are in the snapshot
 
     def _checkpoint_if_due(self) -> None:
         if self.memory is not None and self.memory.due():
             try:
-                self.memory.checkpoint(self.to_dict())
+                self._snapshot(self.memory)
             except MemoryWriteFailed:
                 pass  # the journal still holds every input; the port retries later
 
     def checkpoint(self) -> None:
         """Write a snapshot now (start-up, clean shutdown); raises MemoryWriteFailed."""
         if self.memory is not None:
-            self.memory.checkpoint(self.to_dict())
+            self._snapshot(self.memory)
 
     def fingerprint(self) -> str:
         """A short digest of the state a journal record applies to: a replay that does not
@@ -946,6 +967,7 @@ class PumpController:
             raise MemoryCorrupted(f"snapshot after record {recovery.base_seq} cannot be loaded "
                                   f"({exc})"[:400]) from None
         for i, rec in enumerate(recovery.records):
+            c._charge_telemetry(rec.get("reads", 0))  # the reads before it (see ``read``)
             if rec["before"] != c.fingerprint():
                 recovery.damage.append(
                     f"journal record {rec['seq']} does not replay onto the state before it "
@@ -994,6 +1016,11 @@ class PumpController:
                            + "; ".join(recovery.damage))
         c.checkpoint()
         return c
+
+
+def _log_seconds(at: str) -> int:
+    """The whole second of an event-log time (the history's clock)."""
+    return to_seconds(datetime.fromisoformat(at))
 
 
 def _history_data(command: Command) -> dict[str, Any]:

@@ -108,6 +108,9 @@ class _Record(_Strict):
     seq: int = Field(ge=1)
     before: str = Field(pattern=HEX16)  # fingerprint of the state the record applies to
     sum: str = Field(pattern=HEX16)  # checksum of the line without this field
+    # Reads answered since the record before (their radio charge, applied before this record;
+    # a read writes nothing of its own, pump/controller.py ``read``).
+    reads: int = Field(default=0, ge=0)
 
 
 class AdvanceRecord(_Record):

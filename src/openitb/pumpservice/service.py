@@ -24,9 +24,11 @@ from typing import Any
 
 from openitb.pump import commands as cmd
 from openitb.pump.controller import PumpController, iso, to_seconds
+from openitb.pump.history import HistoryIndex
 from openitb.pump.memory import MemoryWriteFailed
 from openitb.pump.patient_bolus import PatientBolusBook, PatientBolusLimits, PatientBolusRefused
 from openitb.pumpservice import args as a
+from openitb.telemetry import cbor
 from openitb.telemetry.session import DEFAULT_TIMEOUT_S, CommandError, PumpEndpoint, Role
 from openitb.units import Hours, McgPerMl, Micrograms, Milliliters
 
@@ -73,6 +75,7 @@ class PumpService:
         self._save_book = save_book or (lambda b: None)
         self.lock = threading.RLock()
         self.commands_served = 0
+        self._history_wire: tuple[HistoryIndex, int, cbor.Encoded] | None = None
         q = a.quantity
         self._table: dict[str, tuple[dict[str, tuple[a.Parser, bool]], Handler]] = {
             "read_status": ({}, self._read_status),
@@ -165,7 +168,22 @@ class PumpService:
 
     def endpoint(self, keys: Mapping[Role, bytes], *, timeout_s: float = DEFAULT_TIMEOUT_S,
                  monotonic: Callable[[], float] = time.monotonic) -> PumpEndpoint:
-        return PumpEndpoint(dict(keys), self.dispatch, monotonic, timeout_s=timeout_s)
+        return PumpEndpoint(dict(keys), self._wire_dispatch, monotonic, timeout_s=timeout_s)
+
+    def _wire_dispatch(self, role: Role, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """``dispatch`` for the link: the same result, with a read_status's 24 h history encoded
+        once for as long as it stays the same answer (most reads: it changes with a write or
+        a second of time), spliced into each reply's bytes unchanged (telemetry/cbor.py)."""
+        with self.lock:  # the history answer and its encoding are paired under the same lock
+            result = self.dispatch(role, name, args)
+            if name != "read_status":
+                return result
+            index = self.pump.history_index
+            kept = self._history_wire
+            if kept is None or kept[0] is not index or kept[1] != index.answers:
+                kept = (index, index.answers, cbor.Encoded(result["history_24h"]))
+                self._history_wire = kept
+            return {**result, "history_24h": kept[2]}
 
     # ---- helpers ---------------------------------------------------------------------------
     def _catch_up(self) -> None:
@@ -196,8 +214,10 @@ class PumpService:
 
     # ---- handlers --------------------------------------------------------------------------
     def _read_status(self, role: Role, args: dict[str, Any]) -> dict[str, Any]:
+        # An interrogation (resumes a pump waiting after an MRI); the status is computed once,
+        # after the read's effects and its radio charge, as the reply always was.
         resumed = self.pump.awaiting_interrogation
-        self._apply(cmd.ReadStatus())  # an interrogation: resumes a pump waiting after an MRI
+        self.pump.read(cmd.ReadStatus(), lambda: None)
         return self.status(resumed_after_mri=resumed)
 
     def status(self, *, resumed_after_mri: bool = False) -> dict[str, Any]:

@@ -9,7 +9,10 @@ allowlist (empty: the protocol uses none, so shared references, bignums and the 
 refused). Only a payload that passes is built, by cbor2. Every refusal is a ``CborError`` with a short reason; the scan
 does not recurse and allocates nothing in proportion to what a length field claims.
 
-Encoding stays with ``cbor2.dumps(canonical=True)``, which produces only this subset.
+Encoding stays with ``cbor2.dumps(canonical=True)``, which produces only this subset (``dumps``).
+A value that many payloads carry unchanged (a read_status's 24 h history) can be encoded once
+(``Encoded``) and spliced into each: canonical CBOR of a map is its head and its pairs in key
+order, each value encoded on its own, so the bytes are the same as encoding it in place.
 """
 
 from __future__ import annotations
@@ -31,21 +34,22 @@ class CborError(ValueError):
 def _scan(data: bytes) -> None:
     """Walk the heads of every item without building anything; CborError on any excess.
 
-    Iterative (a stack of items left per open container), so the Python stack never grows with
-    the input; strings are skipped by their length."""
+    Iterative (the enclosing containers' counts on a list), so the Python stack never grows with
+    the input; strings are skipped by their length. The current container's count lives in a
+    local: this loop runs once per item of every reply a programmer reads."""
     n = len(data)
     pos = 0
     items = 0
-    left = [1]  # items still to read at each open level (a map counts key and value)
-    keys: list[set[object] | None] = [None]  # keys seen at each open map level
-    while left:
-        if left[-1] == 0:
-            left.pop()
-            keys.pop()
+    left = 1  # items still to read in the current container (a map counts key and value)
+    keys: set[object] | None = None  # keys seen in the current map (None: not in a map)
+    outer: list[tuple[int, set[object] | None]] = []  # the enclosing containers
+    while True:
+        if left == 0:
+            if not outer:
+                break
+            left, keys = outer.pop()
             continue
-        left[-1] -= 1
-        seen = keys[-1]
-        is_key = seen is not None and left[-1] % 2 == 1
+        left -= 1
         if pos >= n:
             raise CborError("truncated")
         b = data[pos]
@@ -66,30 +70,32 @@ def _scan(data: bytes) -> None:
         items += 1
         if items > MAX_ITEMS:
             raise CborError(f"more than {MAX_ITEMS} items")
-        if is_key:
-            if major not in (0, 1, 3):
+        if keys is not None and left & 1:  # a map key (key and value counted down in pairs)
+            if major == 3:
+                key: object = data[pos:pos + arg]
+            elif major <= 1:
+                key = (major, arg)
+            else:
                 raise CborError("map keys must be text or integers")
-            key: object = (major, data[pos:pos + arg]) if major == 3 else (major, arg)
-            assert seen is not None
-            if key in seen:
+            if key in keys:
                 raise CborError("duplicate map key")
-            seen.add(key)
-        if major in (2, 3):
-            if pos + arg > n:
-                raise CborError("truncated")
+            keys.add(key)
+        if major == 3 or major == 2:
             pos += arg
-        elif major in (4, 5):
+            if pos > n:
+                raise CborError("truncated")
+        elif major == 4 or major == 5:
             if arg > MAX_CONTAINER:
                 kind = "an array" if major == 4 else "a map"
                 raise CborError(f"{kind} of {arg} items; at most {MAX_CONTAINER}")
-            if len(left) > MAX_DEPTH:
+            if len(outer) >= MAX_DEPTH:
                 raise CborError(f"nested deeper than {MAX_DEPTH}")
-            left.append(arg if major == 4 else 2 * arg)
-            keys.append(None if major == 4 else set())
+            outer.append((left, keys))
+            left, keys = (arg, None) if major == 4 else (2 * arg, set())
         elif major == 6:
             if arg not in ALLOWED_TAGS:
                 raise CborError(f"tag {arg} is not accepted")
-            left[-1] += 1  # pragma: no cover - the allowlist is empty: the tagged item follows
+            left += 1  # pragma: no cover - the allowlist is empty: the tagged item follows
         elif major == 7:
             if info < 24 and arg not in (20, 21, 22):
                 raise CborError(f"simple value {arg} is not accepted")
@@ -97,6 +103,28 @@ def _scan(data: bytes) -> None:
                 raise CborError("simple values of one byte are not accepted")
     if pos != n:
         raise CborError("bytes after the data item")
+
+
+class Encoded:
+    """``value`` encoded once (canonical CBOR); ``dumps`` writes these bytes where it stands.
+    Keep ``value`` unchanged after building one (it is kept for reading, not re-encoded)."""
+
+    __slots__ = ("value", "data")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.data: bytes = cbor2.dumps(value, canonical=True)
+
+
+def _splice(encoder: Any, value: Any) -> None:
+    if not isinstance(value, Encoded):
+        raise cbor2.CBOREncodeTypeError(f"cannot encode a {type(value).__name__}")
+    encoder.write(value.data)
+
+
+def dumps(value: Any) -> bytes:
+    """Canonical CBOR of ``value``; an ``Encoded`` inside it is written as encoded."""
+    return cbor2.dumps(value, canonical=True, default=_splice)
 
 
 def loads(data: bytes) -> Any:

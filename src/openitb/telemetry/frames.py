@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-import cbor2
-
 from openitb.telemetry import cbor
 
 MAGIC = b"IT"
@@ -71,7 +69,7 @@ def mac(key: bytes, data: bytes) -> bytes:
 
 
 def encode(frame: Frame, key: bytes) -> bytes:
-    body = cbor2.dumps(frame.payload, canonical=True)
+    body = cbor.dumps(frame.payload)
     if len(body) > MAX_PAYLOAD:
         raise FrameError("too_large", f"payload of {len(body)} bytes; at most {MAX_PAYLOAD}")
     if not 0 <= frame.seq <= 0xFFFFFFFF:

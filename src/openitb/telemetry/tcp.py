@@ -129,6 +129,41 @@ async def _within(aw: Awaitable[T], seconds: float) -> T:
         return await aw
 
 
+MAX_PENDING = 64 * 1024  # bytes of replies held back to leave together
+
+
+class _Replies:
+    """Replies to frames that arrived together leave in one write (one send, one wake-up of the
+    programmer, instead of one per reply): held until the connection's task next waits (the
+    flush is a ``call_soon``), or until MAX_PENDING bytes, and always before the connection
+    closes. A programmer that sends one frame at a time gets each reply at once."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._scheduled = False
+
+    def add(self, data: bytes) -> None:
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size >= MAX_PENDING:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._parts:
+            return
+        data = b"".join(self._parts)
+        self._parts.clear()
+        self._size = 0
+        if not self._writer.transport.is_closing():  # closed over a cap: nothing to send to
+            self._writer.write(data)
+
+
 async def _serve_connection(
     endpoint_factory: Callable[[], PumpEndpoint],
     lock: asyncio.Lock,
@@ -140,6 +175,7 @@ async def _serve_connection(
     key = id(writer)
     role = endpoint.role
     gate.place(key, writer, role)
+    replies = _Replies(writer)
     try:
         while True:
             idle = (endpoint.timeout_s + IDLE_GRACE_S) if endpoint.role else READ_TIMEOUT_S
@@ -150,6 +186,7 @@ async def _serve_connection(
             try:
                 total = frame_length(head)
             except FrameError as exc:
+                replies.flush()
                 with contextlib.suppress(TimeoutError, ConnectionError):
                     writer.write(encode(Frame(MessageType.ERROR, 0, {"code": exc.code,
                                                                      "reason": exc.reason}),
@@ -164,8 +201,12 @@ async def _serve_connection(
             async with lock:  # one command at a time reaches the pump
                 reply = endpoint.handle(head + rest)
             try:
-                writer.write(reply)
-                await _within(writer.drain(), READ_TIMEOUT_S)
+                replies.add(reply)
+                if writer.transport.get_write_buffer_size():
+                    # Earlier replies not all sent: wait (bounded) for a peer that reads slowly.
+                    # Most leave in one write, and then no timer is set up per frame.
+                    replies.flush()
+                    await _within(writer.drain(), READ_TIMEOUT_S)
             except (TimeoutError, ConnectionError):
                 return  # the peer went away (or was closed over a cap): not an error
             if endpoint.role is None and (
@@ -175,6 +216,7 @@ async def _serve_connection(
                 role = endpoint.role
                 gate.place(key, writer, role)
     finally:
+        replies.flush()
         gate.remove(key)
         writer.close()
         with contextlib.suppress(ConnectionError, TimeoutError):
