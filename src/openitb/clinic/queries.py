@@ -28,6 +28,10 @@ from openitb.store.models import (
 )
 
 DUE_WINDOW_DAYS = 14
+# The patient page shows the newest entries of the timeline, and a link to older ones: a
+# record with years of visits renders (and escapes) only what is on the screen.
+TIMELINE_PAGE = 25
+TIMELINE_MAX = 10_000
 ERI_WINDOW_DAYS = 180
 
 ALARM_MEANING = {
@@ -181,7 +185,11 @@ def patient_list(uow: UnitOfWork, search: str = "", limit: int = 200) -> list[di
             for p, rb, dose in uow.session.execute(q).all()]
 
 
-def patient_record(uow: UnitOfWork, patient_id: object) -> dict[str, Any]:
+def patient_record(uow: UnitOfWork, patient_id: object, *,
+                   timeline: int | None = None) -> dict[str, Any]:
+    """A patient's record. ``timeline``: the newest that many timeline entries (visits and
+    alarms), with ``timeline_more`` saying whether older ones exist; without it, the newest
+    300 of the latest 200 visits and every alarm (what the exports and the API carry)."""
     uow.action = uow.action or "view_patient"
     patient: Patient = uow.get(Patient, patient_id, "patient")
     require_patient_access(uow.actor, patient.id)
@@ -195,19 +203,21 @@ def patient_record(uow: UnitOfWork, patient_id: object) -> dict[str, Any]:
                                 .order_by(Screening.id)))
     mris = list(s.scalars(select(MriRecord).where(MriRecord.patient_id == pid)
                           .order_by(MriRecord.scan_start)))
+    shown = 300 if timeline is None else max(1, min(int(timeline), TIMELINE_MAX))
     visits = list(s.scalars(select(Visit).where(Visit.patient_id == pid)
-                            .order_by(Visit.at.desc(), Visit.id.desc()).limit(200)))
-    timeline: list[TimelineEntry] = [
+                            .order_by(Visit.at.desc(), Visit.id.desc())
+                            .limit(200 if timeline is None else shown + 1)))
+    entries: list[TimelineEntry] = [
         TimelineEntry(v.at, v.kind, v.summary, v.by_user) for v in visits]
-    timeline += [TimelineEntry(a.raised_at, "alarm raised",
+    entries += [TimelineEntry(a.raised_at, "alarm raised",
                                f"{'critical' if a.critical else 'non-critical'} "
                                f"{a.kind.replace('_', ' ')} alarm"
                                + (f" ({a.reason})" if a.reason else ""), "pump")
                  for a in alarms]
-    timeline.sort(key=lambda e: e.at, reverse=True)
+    entries.sort(key=lambda e: e.at, reverse=True)
     return {"patient": patient, "pump": pump, "programs": programs, "refills": refills,
             "alarms": alarms, "screenings": screenings, "mris": mris, "visits": visits,
-            "timeline": timeline[:300],
+            "timeline": entries[:shown], "timeline_more": len(entries) > shown,
             "profile": get_pump(pump.profile) if pump else None,
             "risk": withdrawal_risk(patient), "now": uow.now,
             "predicted_effect": program_effect(patient, pump)}
