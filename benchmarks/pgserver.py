@@ -64,15 +64,14 @@ def database(name: str = "openitb_bench") -> Iterator[tuple[str | None, str]]:
         run_as = ["runuser", "-u", "postgres", "--"]
     data = os.path.join(tmp, "data")
     port = _free_port()
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     started = False
     try:
         try:
             subprocess.run([*run_as, f"{bindir}/initdb", "-D", data, "-U", "openitb",
-                            "--auth=trust", "-E", "UTF8"], check=True, **quiet)
+                            "--auth=trust", "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             subprocess.run([*run_as, f"{bindir}/pg_ctl", "-D", data, "-l", f"{tmp}/server.log",
                             "-w", "-o", f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 "
-                            "-c fsync=off -c max_connections=100", "start"], check=True, **quiet)
+                            "-c fsync=off -c max_connections=100", "start"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             started = True
             url = _fresh_database(f"postgresql://openitb@127.0.0.1:{port}/postgres", name)
             where = f"a throwaway server ({bindir}, port {port})"
@@ -82,5 +81,5 @@ def database(name: str = "openitb_bench") -> Iterator[tuple[str | None, str]]:
     finally:
         if started:
             subprocess.run([*run_as, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w",
-                            "stop"], **quiet)
+                            "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -185,7 +185,7 @@ def patient_list(uow: UnitOfWork, search: str = "", limit: int = 200) -> list[di
             for p, rb, dose in uow.session.execute(q).all()]
 
 
-_PID = bindparam("pid")
+_PID: Any = bindparam("pid", type_=Integer)
 # A patient's record, statement by statement, built once (building a statement per request was
 # a third of the record's cost): each takes the patient id as the parameter "pid".
 _RECORD: dict[str, Any] = {
