@@ -67,6 +67,7 @@ def one_by_one(d: Draws, starts_h: tuple[int, ...], days: int) -> float:
 
 
 def main() -> int:
+    print(f"load average: {_load()} at the start, on {os.cpu_count()} cores")
     s = study(PATIENTS, YEARS)
     d = draw(s)
     t = time.perf_counter()
@@ -99,4 +100,16 @@ def main() -> int:
           f"2 workers {times[2]['run_s']:.1f} s; speed-up {speedup:.2f}x start-up excluded "
           f"(target >= 1.8x), {(sum(times[1].values())) / sum(times[2].values()):.2f}x included; "
           f"identical results: {same}; on {os.cpu_count()} cores")
+    print(f"target {'met' if speedup >= 1.8 else 'MISSED':6s} fleet: 2 workers >= 1.8x one worker "
+          f"on the shipped study, start-up excluded ({speedup:.2f}x; start-up reported apart: "
+          f"{times[1]['start_s']:.1f} s / {times[2]['start_s']:.1f} s)")
+    print(f"target {'met' if same else 'MISSED':6s} fleet: identical results with 1 and 2 workers")
+    print(f"load average: {_load()} at the end")
     return 0 if same and speedup >= 1.8 else 1
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"

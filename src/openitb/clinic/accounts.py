@@ -322,11 +322,16 @@ def authenticate(uow: UnitOfWork, username: object, password: object) -> Actor:
 
 
 def load_actor(session: Session, user_id: int, epoch: int = 0) -> Actor | None:
-    """The actor of a session, or None if the user is gone, inactive, or signed out since."""
-    user = session.get(User, user_id)
-    if user is None or not user.active or user.session_epoch != epoch:
+    """The actor of a session, or None if the user is gone, inactive, or signed out since.
+
+    Read from the database on every request, never from a cache: a role changed, an account
+    deactivated or a password changed (session epoch) by any worker process takes effect on
+    the very next request everywhere. One indexed row, no ORM object (this runs per request)."""
+    row = session.execute(select(User.username, User.role, User.patient_id, User.active,
+                                 User.session_epoch).where(User.id == user_id)).one_or_none()
+    if row is None or not row.active or row.session_epoch != epoch:
         return None
-    return Actor(user.username, user.role, user.id, user.patient_id, user.session_epoch)
+    return Actor(row.username, row.role, user_id, row.patient_id, row.session_epoch)
 
 
 def end_sessions(uow: UnitOfWork) -> None:

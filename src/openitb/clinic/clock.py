@@ -24,11 +24,13 @@ def clock_mode(session: Session) -> str:
 
 
 def clinic_now(session: Session) -> datetime:
-    """Now, by the clinic clock."""
-    if clock_mode(session) == "demo":
-        row = session.get(Setting, NOW_KEY)
-        if row is not None:
-            return datetime.fromisoformat(row.value).astimezone(UTC)
+    """Now, by the clinic clock. Read fresh from the database by every unit of work (a worker
+    process cannot see another move the demo clock), as one small query for both settings: the
+    mode and the demo time are never cached."""
+    values = dict(session.execute(select(Setting.key, Setting.value)
+                                  .where(Setting.key.in_((MODE_KEY, NOW_KEY)))).tuples().all())
+    if values.get(MODE_KEY) == "demo" and NOW_KEY in values:
+        return datetime.fromisoformat(values[NOW_KEY]).astimezone(UTC)
     return wall_now()
 
 

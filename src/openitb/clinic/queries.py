@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Integer, bindparam, func, or_, select
 
 from openitb.clinic import labels
 from openitb.clinic.accounts import require, require_patient_access
@@ -28,6 +28,10 @@ from openitb.store.models import (
 )
 
 DUE_WINDOW_DAYS = 14
+# The patient page shows the newest entries of the timeline, and a link to older ones: a
+# record with years of visits renders (and escapes) only what is on the screen.
+TIMELINE_PAGE = 25
+TIMELINE_MAX = 10_000
 ERI_WINDOW_DAYS = 180
 
 ALARM_MEANING = {
@@ -69,47 +73,55 @@ def dashboard(uow: UnitOfWork) -> list[DashboardItem]:
 
 def dashboard_page(uow: UnitOfWork, offset: int,
                    limit: int | None) -> tuple[list[DashboardItem], int]:
-    """One page of the dashboard and the total count. Each urgency class is one indexed query,
-    so a page costs the same with 10 items due or 3,000."""
+    """One page of the dashboard and the total count. Each urgency class is a filter on one
+    table (an index range, migration 0006); the classes are counted together in one query, and
+    only the classes the page reaches are read, so a page costs the same with 10 items due or
+    3,000."""
     require(uow.actor, "view_clinic", uow)
     now = uow.now
     horizon = now + timedelta(days=DUE_WINDOW_DAYS)
     eri_horizon = now + timedelta(days=ERI_WINDOW_DAYS)
     open_alarm = Alarm.acknowledged_at.is_(None)
     active_refill = (Pump.active, Pump.refill_by.is_not(None))
-    classes: list[tuple[Any, Any]] = [
-        (select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
-         .where(open_alarm, Alarm.critical).order_by(Alarm.raised_at, Alarm.id), _alarm_item),
+    # (the table counted, its filter, the rows of the page in order, how a row becomes an item)
+    classes: list[tuple[Any, tuple[Any, ...], Any, Any]] = [
+        (Alarm, (open_alarm, Alarm.critical),
+         select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
+         .order_by(Alarm.raised_at, Alarm.id), _alarm_item),
         # No continuous infusion: a stop of therapy (a stopped pump, or a program that ends
         # continuous delivery, which _sync books as 0 mcg/day): withdrawal risk.
-        (select(Pump.synced_at, Patient.id, Patient.name, Pump.serial)
-         .join(Patient, Patient.id == Pump.patient_id)
-         .where(Pump.active, Pump.dose_per_day <= 0).order_by(Pump.synced_at, Pump.id),
+        (Pump, (Pump.active, Pump.dose_per_day <= 0),
+         select(Pump.synced_at, Patient.id, Patient.name, Pump.serial)
+         .join(Patient, Patient.id == Pump.patient_id).order_by(Pump.synced_at, Pump.id),
          _stopped_item),
-        (_refill_query().where(*active_refill, Pump.refill_by < now), _refill_item(now)),
-        (select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
-         .where(open_alarm, Alarm.critical.is_(False)).order_by(Alarm.raised_at, Alarm.id),
-         _alarm_item),
-        (_refill_query().where(*active_refill, Pump.refill_by >= now,
-                               Pump.refill_by <= horizon), _refill_item(now)),
-        (select(Pump.eri_at, Patient.id, Patient.name, Pump.serial)
-         .join(Patient, Patient.id == Pump.patient_id)
-         .where(Pump.active, Pump.eri_at.is_not(None), Pump.eri_at <= eri_horizon)
-         .order_by(Pump.eri_at, Pump.id), _eri_item),
+        (Pump, (*active_refill, Pump.refill_by < now), _refill_query(), _refill_item(now)),
+        (Alarm, (open_alarm, Alarm.critical.is_(False)),
+         select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
+         .order_by(Alarm.raised_at, Alarm.id), _alarm_item),
+        (Pump, (*active_refill, Pump.refill_by >= now, Pump.refill_by <= horizon),
+         _refill_query(), _refill_item(now)),
+        (Pump, (Pump.active, Pump.eri_at.is_not(None), Pump.eri_at <= eri_horizon),
+         select(Pump.eri_at, Patient.id, Patient.name, Pump.serial)
+         .join(Patient, Patient.id == Pump.patient_id).order_by(Pump.eri_at, Pump.id),
+         _eri_item),
     ]
+    # Every pump and alarm has its patient (a foreign key), so counting the table alone counts
+    # the rows the joined page query returns.
+    counts = uow.session.execute(select(*[
+        select(func.count()).select_from(table).where(*where).scalar_subquery()
+        for table, where, _, _ in classes])).one()
     items: list[DashboardItem] = []
-    total = 0
+    total = sum(int(n or 0) for n in counts)
     skip = max(0, offset)
-    for query, build in classes:
-        count = uow.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        total += count
+    for (_, where, query, build), count in zip(classes, counts, strict=True):
+        count = int(count or 0)
         want = None if limit is None else limit - len(items)
         if skip >= count:
             skip -= count
             continue
         if want is not None and want <= 0:
-            continue
-        page = query.offset(skip)
+            break
+        page = query.where(*where).offset(skip)
         if want is not None:
             page = page.limit(want)
         items += [build(*row) for row in uow.session.execute(page).all()]
@@ -173,33 +185,52 @@ def patient_list(uow: UnitOfWork, search: str = "", limit: int = 200) -> list[di
             for p, rb, dose in uow.session.execute(q).all()]
 
 
-def patient_record(uow: UnitOfWork, patient_id: object) -> dict[str, Any]:
+_PID: Any = bindparam("pid", type_=Integer)
+# A patient's record, statement by statement, built once (building a statement per request was
+# a third of the record's cost): each takes the patient id as the parameter "pid".
+_RECORD: dict[str, Any] = {
+    "pump": select(Pump).where(Pump.patient_id == _PID, Pump.active),
+    "programs": select(Program).where(Program.patient_id == _PID).order_by(Program.at),
+    "refills": select(Refill).where(Refill.patient_id == _PID).order_by(Refill.at),
+    "alarms": select(Alarm).where(Alarm.patient_id == _PID).order_by(Alarm.raised_at),
+    "screenings": select(Screening).where(Screening.patient_id == _PID).order_by(Screening.id),
+    "mris": select(MriRecord).where(MriRecord.patient_id == _PID).order_by(MriRecord.scan_start),
+    "visits": select(Visit).where(Visit.patient_id == _PID)
+    .order_by(Visit.at.desc(), Visit.id.desc()).limit(bindparam("n", type_=Integer)),
+}
+
+
+def patient_record(uow: UnitOfWork, patient_id: object, *,
+                   timeline: int | None = None) -> dict[str, Any]:
+    """A patient's record. ``timeline``: the newest that many timeline entries (visits and
+    alarms), with ``timeline_more`` saying whether older ones exist; without it, the newest
+    300 of the latest 200 visits and every alarm (what the exports and the API carry)."""
     uow.action = uow.action or "view_patient"
     patient: Patient = uow.get(Patient, patient_id, "patient")
     require_patient_access(uow.actor, patient.id)
     s = uow.session
     pid = patient.id
-    pump = s.scalar(select(Pump).where(Pump.patient_id == pid, Pump.active))
-    programs = list(s.scalars(select(Program).where(Program.patient_id == pid).order_by(Program.at)))
-    refills = list(s.scalars(select(Refill).where(Refill.patient_id == pid).order_by(Refill.at)))
-    alarms = list(s.scalars(select(Alarm).where(Alarm.patient_id == pid).order_by(Alarm.raised_at)))
-    screenings = list(s.scalars(select(Screening).where(Screening.patient_id == pid)
-                                .order_by(Screening.id)))
-    mris = list(s.scalars(select(MriRecord).where(MriRecord.patient_id == pid)
-                          .order_by(MriRecord.scan_start)))
-    visits = list(s.scalars(select(Visit).where(Visit.patient_id == pid)
-                            .order_by(Visit.at.desc(), Visit.id.desc()).limit(200)))
-    timeline: list[TimelineEntry] = [
+    at = {"pid": pid}
+    pump = s.scalar(_RECORD["pump"], at)
+    programs = list(s.scalars(_RECORD["programs"], at))
+    refills = list(s.scalars(_RECORD["refills"], at))
+    alarms = list(s.scalars(_RECORD["alarms"], at))
+    screenings = list(s.scalars(_RECORD["screenings"], at))
+    mris = list(s.scalars(_RECORD["mris"], at))
+    shown = 300 if timeline is None else max(1, min(int(timeline), TIMELINE_MAX))
+    visits = list(s.scalars(_RECORD["visits"],
+                            {**at, "n": 200 if timeline is None else shown + 1}))
+    entries: list[TimelineEntry] = [
         TimelineEntry(v.at, v.kind, v.summary, v.by_user) for v in visits]
-    timeline += [TimelineEntry(a.raised_at, "alarm raised",
+    entries += [TimelineEntry(a.raised_at, "alarm raised",
                                f"{'critical' if a.critical else 'non-critical'} "
                                f"{a.kind.replace('_', ' ')} alarm"
                                + (f" ({a.reason})" if a.reason else ""), "pump")
                  for a in alarms]
-    timeline.sort(key=lambda e: e.at, reverse=True)
+    entries.sort(key=lambda e: e.at, reverse=True)
     return {"patient": patient, "pump": pump, "programs": programs, "refills": refills,
             "alarms": alarms, "screenings": screenings, "mris": mris, "visits": visits,
-            "timeline": timeline[:300],
+            "timeline": entries[:shown], "timeline_more": len(entries) > shown,
             "profile": get_pump(pump.profile) if pump else None,
             "risk": withdrawal_risk(patient), "now": uow.now,
             "predicted_effect": program_effect(patient, pump)}

