@@ -201,8 +201,8 @@ def pump_state(pump: PumpRow | None, alarms: Iterable[AlarmRow], program: Progra
         "running", "ok", None,
         f"Running: {pump.dose_per_day:.4g} mcg/day at {pump.concentration:g} mcg/mL; "
         f"{pump.reservoir_ml:.1f} mL left{refill}.",
-        "No action needed now" + (f"; next refill by {_day(pump.refill_by)}" if refill else "")
-        + ".",
+        "No action needed now"
+        + (f"; next refill by {_day(pump.refill_by)}" if pump.refill_by else "") + ".",
         f"Your pump is working: {pump.dose_per_day:.4g} mcg of baclofen a day"
         + (f". Next refill by {pump.refill_by:%A %d %B %Y}." if pump.refill_by else "."))
 

@@ -12,7 +12,7 @@ from sqlalchemy import and_, func, or_, select
 from openitb.clinic import labels
 from openitb.clinic.accounts import require, require_patient_access
 from openitb.clinic.prediction import predicted_effect
-from openitb.clinic.pump_state import PumpState, state_of
+from openitb.clinic.pump_state import state_of
 from openitb.clinic.pumps import reading_prescription
 from openitb.clinic.uow import UnitOfWork
 from openitb.devices import get_pump

@@ -106,3 +106,43 @@ def test_a_non_critical_acknowledged_alarm_leaves_at_once(demo_clinic: Clinic) -
         services.acknowledge_alarm(u, low.id, "refill booked for tomorrow")
     with demo_clinic.uow(RN) as u:
         assert low.id not in [i.alarm_id for i in queries.dashboard(u)]
+
+
+def test_patient_list_sorts_pages_and_refuses_an_unknown_sort(demo_clinic: Clinic) -> None:
+    import pytest
+
+    from openitb.errors import InvalidInput
+
+    with demo_clinic.uow(RN) as u:
+        by_state = queries.patient_list(u, sort="state")
+        ranks = [r["state"].rank for r in by_state]
+        assert ranks == sorted(ranks) and by_state[0]["name"] == "Lucia Garcia"
+        by_refill = [r["refill_by"] for r in queries.patient_list(u, sort="refill_by")]
+        dated = [d for d in by_refill if d is not None]
+        assert dated == sorted(dated) and by_refill[len(dated):] == [None] * (12 - len(dated))
+        doses = [r["dose_per_day"] for r in queries.patient_list(u, sort="dose",
+                                                                   descending=True)]
+        assert doses[0] == 600.0
+        page2, total = queries.patient_page(u, limit=5, offset=5, sort="state")
+        assert total == 12 and [r["id"] for r in page2] == [r["id"] for r in by_state[5:10]]
+        overdue = {r["name"]: r["overdue_days"] for r in by_state}
+        assert round(overdue["Chidi Okafor"]) == 7 and overdue["Helmut Weber"] is None
+        with pytest.raises(InvalidInput) as e:
+            queries.patient_list(u, sort="name; drop table patients")
+        assert e.value.field == "sort"
+
+
+def test_patient_page_params_from_a_hostile_link_are_bounded(demo_clinic: Clinic) -> None:
+    from fastapi.testclient import TestClient
+
+    from openitb.web.app import create_app
+
+    from .conftest import login
+
+    c = TestClient(create_app(demo_clinic, demo=True))
+    login(c, "nurse.kim")
+    for query in ("sort=evil&dir=sideways&page=-3", "page=99999999999", "sort=state&dir=desc",
+                  "q=%25_&sort=refill_by&page=1"):
+        r = c.get(f"/patients?{query}")
+        assert r.status_code == 200, (query, r.status_code)
+    assert "sorted by name" in c.get("/patients?sort=evil").text
