@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import defer
 
 from openitb.clinic import labels
 from openitb.clinic.accounts import require, require_patient_access
@@ -205,7 +206,8 @@ def patient_page(uow: UnitOfWork, search: str = "", limit: int = PATIENT_PAGE, *
     limit = max(1, min(limit, 1000))
     offset = max(0, min(offset, 10**7))
     q = (select(Patient, Pump)
-         .outerjoin(Pump, (Pump.patient_id == Patient.id) & Pump.active))
+         .outerjoin(Pump, (Pump.patient_id == Patient.id) & Pump.active)
+         .options(defer(Pump.state)))  # the controller snapshot is not needed for a list
     s = "".join(ch for ch in search.strip()[:100] if ch >= " ")
     if s:  # the text is matched as typed: % and _ are not wildcards
         escaped = s.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
