@@ -87,11 +87,11 @@ def test_nurse_acknowledges_alarm_with_htmx_and_moves_the_clock(
     page = sign_in(browser, base, "nurse.kim")
     page.get_by_role("link", name="Alarm inbox").click()
     page.wait_for_load_state()
-    item = page.locator("li", has_text="motor stall").filter(has_text="Lucia Garcia").first
+    item = page.locator("li", has_text="Motor stopped").filter(has_text="Lucia Garcia").first
     item.get_by_label("What was done").fill("rang the patient: no withdrawal signs; recheck 24 h")
     item.get_by_role("button", name="Acknowledge").click()
     # htmx swaps the item in place (no reload): the form gives way to who acknowledged it.
-    item.get_by_text("Acknowledged by nurse.kim").wait_for(timeout=10_000)
+    item.get_by_text("Acknowledged by Nurse Jae Kim").wait_for(timeout=10_000)
     shot(page, "09-alarm-acknowledged-htmx")
     before = page.locator("#clinic-now").inner_text()
     page.get_by_role("button", name="+1 week").click()
@@ -101,7 +101,7 @@ def test_nurse_acknowledges_alarm_with_htmx_and_moves_the_clock(
     page.goto(f"{base}/")
     shot(page, "10-dashboard-a-week-later")
     assert page.locator("#dashboard tr", has_text="Lucia Garcia").filter(
-        has_text="motor stall").count() == 0
+        has_text="Motor stopped").count() == 0
 
 
 UNLABELLED = """() => [...document.querySelectorAll(

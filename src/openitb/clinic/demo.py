@@ -179,9 +179,9 @@ def seed_demo(clinic: Clinic, today: datetime = TODAY) -> list[DemoLogin]:
                 services.move_clock(u, when)
             fn(u)
     with clinic.uow(SYSTEM, today) as u:
-        accounts.create_user(u, "mia", "Mia Lindqvist (patient)", "patient", DEMO_PASSWORD,
+        accounts.create_user(u, "mia", "Mia Lindqvist", "patient", DEMO_PASSWORD,
                              patient_id=ids["lindqvist"])
-        accounts.create_user(u, "leo.carer", "Claire Moreau (caregiver of Leo)", "patient",
+        accounts.create_user(u, "leo.carer", "Claire Moreau", "patient",
                              DEMO_PASSWORD, patient_id=ids["moreau"])
     return [
         DemoLogin("dr.rivera", "physician", DEMO_PASSWORD, "Dr. Ana Rivera"),

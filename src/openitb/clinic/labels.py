@@ -47,10 +47,58 @@ DASHBOARD_KIND = {
     "eri": "Battery replacement due",
 }
 
+# The pump's state at a glance (clinic/pump_state.py), for clinicians; patients read the plain words
+# of pump_state.PumpState.plain.
+PUMP_STATE = {
+    "end_of_service": "End of service: the pump has stopped for good",
+    "motor_stall": "Motor stalled: no infusion",
+    "mri_stall": "Motor stopped by MRI: no infusion until it resumes",
+    "empty_reservoir": "Reservoir empty: no infusion",
+    "memory_error": "Memory error: the pump may have stopped",
+    "critical_alarm": "Critical alarm",
+    "therapy_stopped": "Therapy stopped: no continuous infusion",
+    "eri": "Battery at ERI: plan replacement",
+    "refill_overdue": "Refill overdue",
+    "low_reservoir": "Low reservoir: refill soon",
+    "running": "Running",
+    "no_pump": "No pump",
+}
+PUMP_STATE_SEVERITY = {
+    "critical": "Critical",
+    "warning": "Needs attention",
+    "ok": "All well",
+    "none": "No pump",
+}
+# What the timeline's entries are (Visit.kind).
+VISIT_KIND = {
+    "registration": "Registration",
+    "checklist": "Candidate checklist",
+    "screening": "Screening",
+    "implant": "Implant",
+    "program": "Program",
+    "therapy_stop": "Therapy stopped",
+    "refill": "Refill",
+    "alarm": "Alarm acknowledged",
+    "alarm raised": "Alarm raised",
+    "mri": "MRI scan",
+    "mri_check": "Post-MRI check",
+    "replacement_planned": "Replacement planned",
+    "replacement": "Pump replaced",
+}
+# A program's guardrail verdict (therapy/guardrails.py Classification).
+GUARDRAIL = {
+    "within": "Within the recommended range",
+    "below_recommended": "Below the recommended range",
+    "above_recommended": "Above the recommended range",
+    "below_absolute": "Below the absolute limit",
+    "above_absolute": "Above the absolute limit",
+}
+
 # Every table by name, for ``human(code, table)`` when one code means different things.
 TABLES: Mapping[str, Mapping[str, str]] = {
     "alarm": ALARM, "stage": STAGE, "muscle_group": MUSCLE_GROUP, "role": ROLE,
-    "dashboard_kind": DASHBOARD_KIND,
+    "dashboard_kind": DASHBOARD_KIND, "pump_state": PUMP_STATE,
+    "pump_state_severity": PUMP_STATE_SEVERITY, "visit_kind": VISIT_KIND, "guardrail": GUARDRAIL,
 }
 
 

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, or_, select
+from sqlalchemy import Integer, and_, bindparam, func, or_, select
+from sqlalchemy.orm import defer
 
 from openitb.clinic import labels
 from openitb.clinic.accounts import require, require_patient_access
 from openitb.clinic.prediction import predicted_effect
+from openitb.clinic.pump_state import state_of
 from openitb.clinic.pumps import reading_prescription
 from openitb.clinic.uow import UnitOfWork
 from openitb.devices import get_pump
@@ -24,6 +26,7 @@ from openitb.store.models import (
     Pump,
     Refill,
     Screening,
+    User,
     Visit,
 )
 
@@ -66,6 +69,24 @@ class DashboardItem:
     alarm_id: int | None = None
 
 
+def open_alarm() -> Any:
+    """The alarms the dashboard and the inbox list: every alarm not yet acknowledged, and an
+    acknowledged critical one while its cause persists (the pump has not cleared it: a stalled
+    motor, an empty reservoir, end of service) on a pump still implanted. It leaves when the
+    pump clears it (refill, restart, the resume after an MRI) or the pump is replaced.
+    Queries using it join Pump on Alarm.pump_id."""
+    return or_(Alarm.acknowledged_at.is_(None),
+               and_(Alarm.critical, Alarm.cleared_at.is_(None), Pump.active))
+
+
+def _alarms_with_names() -> Any:
+    """Alarms with the patient's name and the display name of whoever acknowledged them."""
+    return (select(Alarm, Patient.name, User.display_name)
+            .join(Patient, Patient.id == Alarm.patient_id)
+            .join(Pump, Pump.id == Alarm.pump_id)
+            .outerjoin(User, User.username == Alarm.acknowledged_by))
+
+
 def dashboard(uow: UnitOfWork) -> list[DashboardItem]:
     """Overdue and due refills (<= 14 days), open alarms and pumps near ERI, most urgent first."""
     return dashboard_page(uow, 0, None)[0]
@@ -81,12 +102,14 @@ def dashboard_page(uow: UnitOfWork, offset: int,
     now = uow.now
     horizon = now + timedelta(days=DUE_WINDOW_DAYS)
     eri_horizon = now + timedelta(days=ERI_WINDOW_DAYS)
-    open_alarm = Alarm.acknowledged_at.is_(None)
+    still_open = open_alarm()
     active_refill = (Pump.active, Pump.refill_by.is_not(None))
+    # Alarms are counted over the join with their pump, since "still open" asks whether the pump
+    # is still implanted.
+    alarms = Alarm.__table__.join(Pump.__table__, Pump.id == Alarm.pump_id)
     # (the table counted, its filter, the rows of the page in order, how a row becomes an item)
     classes: list[tuple[Any, tuple[Any, ...], Any, Any]] = [
-        (Alarm, (open_alarm, Alarm.critical),
-         select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
+        (alarms, (still_open, Alarm.critical), _alarms_with_names()
          .order_by(Alarm.raised_at, Alarm.id), _alarm_item),
         # No continuous infusion: a stop of therapy (a stopped pump, or a program that ends
         # continuous delivery, which _sync books as 0 mcg/day): withdrawal risk.
@@ -95,8 +118,7 @@ def dashboard_page(uow: UnitOfWork, offset: int,
          .join(Patient, Patient.id == Pump.patient_id).order_by(Pump.synced_at, Pump.id),
          _stopped_item),
         (Pump, (*active_refill, Pump.refill_by < now), _refill_query(), _refill_item(now)),
-        (Alarm, (open_alarm, Alarm.critical.is_(False)),
-         select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
+        (alarms, (still_open, Alarm.critical.is_(False)), _alarms_with_names()
          .order_by(Alarm.raised_at, Alarm.id), _alarm_item),
         (Pump, (*active_refill, Pump.refill_by >= now, Pump.refill_by <= horizon),
          _refill_query(), _refill_item(now)),
@@ -149,12 +171,16 @@ def _refill_item(now: datetime) -> Any:
     return build
 
 
-def _alarm_item(alarm: Alarm, name: str) -> DashboardItem:
-    state = "cleared" if alarm.cleared_at else "active"
+def _alarm_item(alarm: Alarm, name: str, acknowledged_by: str | None = None) -> DashboardItem:
+    state = "cleared" if alarm.cleared_at else "still active"
+    ack = ""
+    if alarm.acknowledged_at is not None:
+        ack = (f"; acknowledged by {acknowledged_by or alarm.acknowledged_by} at "
+               f"{alarm.acknowledged_at:%Y-%m-%d %H:%M}, cause persists")
     return DashboardItem(0 if alarm.critical else 2, alarm.raised_at, "alarm", alarm.patient_id,
-                         name, f"{'critical' if alarm.critical else 'non-critical'} "
-                         f"{alarm.kind.replace('_', ' ')} alarm since "
-                         f"{alarm.raised_at:%Y-%m-%d %H:%M} ({state})", alarm_id=alarm.id)
+                         name, f"{'Critical' if alarm.critical else 'Non-critical'} alarm: "
+                         f"{labels.human(alarm.kind, 'alarm')} since "
+                         f"{alarm.raised_at:%Y-%m-%d %H:%M} ({state}){ack}", alarm_id=alarm.id)
 
 
 def _stopped_item(synced: datetime | None, pid: int, name: str, serial: str) -> DashboardItem:
@@ -168,21 +194,83 @@ def _eri_item(eri_at: datetime, pid: int, name: str, serial: str) -> DashboardIt
                          f"pump {serial} reaches ERI on {eri_at:%Y-%m-%d}: plan replacement")
 
 
-def patient_list(uow: UnitOfWork, search: str = "", limit: int = 200) -> list[dict[str, Any]]:
+PATIENT_SORTS = ("name", "state", "refill_by", "dose")
+PATIENT_PAGE = 200
+MAX_PATIENTS_SORTED_BY_STATE = 5000  # the state is computed per patient, then sorted
+
+
+def patient_list(uow: UnitOfWork, search: str = "", limit: int = PATIENT_PAGE, *,
+                 sort: str = "name", descending: bool = False,
+                 offset: int = 0) -> list[dict[str, Any]]:
+    """One page of patients matching ``search``, sorted by name, pump state (most urgent
+    first), refill-by date (earliest first; no date last) or dose, each with its pump state
+    (clinic/pump_state.py) and whether its refill is overdue."""
+    return patient_page(uow, search, limit, sort=sort, descending=descending, offset=offset)[0]
+
+
+def patient_page(uow: UnitOfWork, search: str = "", limit: int = PATIENT_PAGE, *,
+                 sort: str = "name", descending: bool = False,
+                 offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """:func:`patient_list` and the number of matching patients."""
     require(uow.actor, "view_clinic", uow)
-    q = (select(Patient, Pump.refill_by, Pump.dose_per_day)
+    if sort not in PATIENT_SORTS:
+        from openitb.errors import InvalidInput
+
+        raise InvalidInput("sort", sort, "one of " + ", ".join(PATIENT_SORTS))
+    limit = max(1, min(limit, 1000))
+    offset = max(0, min(offset, 10**7))
+    q = (select(Patient, Pump)
          .outerjoin(Pump, (Pump.patient_id == Patient.id) & Pump.active)
-         .order_by(Patient.name).limit(max(1, min(limit, 1000))))
+         .options(defer(Pump.state)))  # the controller snapshot is not needed for a list
     s = "".join(ch for ch in search.strip()[:100] if ch >= " ")
     if s:  # the text is matched as typed: % and _ are not wildcards
         escaped = s.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         like = f"%{escaped}%"
         q = q.where(or_(func.lower(Patient.name).like(like, escape="\\"),
                         func.lower(Patient.mrn).like(like, escape="\\")))
-    return [{"id": p.id, "mrn": p.mrn, "name": p.name, "stage": p.stage, "origin": p.origin,
-             "refill_by": rb, "dose_per_day": dose,
-             "withdrawal_risk": p.risk_high_injury or p.risk_communication or p.risk_prior_withdrawal}
-            for p, rb, dose in uow.session.execute(q).all()]
+    total = uow.session.scalar(select(func.count()).select_from(q.subquery())) or 0
+    column: Any = {"name": Patient.name, "refill_by": Pump.refill_by,
+                   "dose": Pump.dose_per_day, "state": Patient.name}[sort]
+    order = column.desc() if descending else column.asc()
+    if sort in ("refill_by", "dose"):
+        order = order.nulls_last()  # patients without a pump (or a date) after the others
+    q = q.order_by(order, Patient.name, Patient.id)
+    if sort == "state":  # computed per patient, so sorted here (bounded)
+        rows = uow.session.execute(q.limit(MAX_PATIENTS_SORTED_BY_STATE)).all()
+    else:
+        rows = uow.session.execute(q.offset(offset).limit(limit)).all()
+    pumps = [pump for _, pump in rows if pump is not None]
+    active: dict[int, list[Alarm]] = {}
+    programs: dict[int, Program] = {}
+    if pumps:
+        ids = [pump.id for pump in pumps]
+        for a in uow.session.scalars(select(Alarm).where(Alarm.pump_id.in_(ids),
+                                                         Alarm.cleared_at.is_(None))):
+            active.setdefault(a.pump_id, []).append(a)
+        latest = (select(Program.pump_id, func.max(Program.id).label("id"))
+                  .where(Program.pump_id.in_(ids)).group_by(Program.pump_id).subquery())
+        for prog in uow.session.scalars(select(Program).join(latest, latest.c.id == Program.id)):
+            programs[prog.pump_id] = prog
+    now = uow.now
+    out = []
+    for p, pump in rows:
+        state = state_of(pump, active.get(pump.id, []) if pump else [],
+                         programs.get(pump.id) if pump else None, now)
+        refill_by = pump.refill_by if pump else None
+        out.append({"id": p.id, "mrn": p.mrn, "name": p.name, "stage": p.stage,
+                    "origin": p.origin, "refill_by": refill_by,
+                    "dose_per_day": pump.dose_per_day if pump else None,
+                    "overdue_days": ((now - refill_by).total_seconds() / 86400
+                                     if refill_by is not None and refill_by < now else None),
+                    "state": state,
+                    "withdrawal_risk": (p.risk_high_injury or p.risk_communication
+                                        or p.risk_prior_withdrawal)})
+    if sort == "state":
+        out.sort(key=lambda r: (r["state"].rank, r["state"].since is None,
+                                r["state"].since or now, r["name"], r["id"]),
+                 reverse=descending)
+        out = out[offset:offset + limit]
+    return out, total
 
 
 _PID: Any = bindparam("pid", type_=Integer)
@@ -233,6 +321,11 @@ def patient_record(uow: UnitOfWork, patient_id: object, *,
             "timeline": entries[:shown], "timeline_more": len(entries) > shown,
             "profile": get_pump(pump.profile) if pump else None,
             "risk": withdrawal_risk(patient), "now": uow.now,
+            "state": state_of(pump, [a for a in alarms if pump and a.pump_id == pump.id],
+                              next((g for g in reversed(programs)
+                                    if pump and g.pump_id == pump.id), None), uow.now),
+            "people": people(uow, {v.by_user for v in visits}
+                             | {a.acknowledged_by for a in alarms}),
             "predicted_effect": program_effect(patient, pump)}
 
 
@@ -270,12 +363,36 @@ def withdrawal_risk(p: Patient) -> list[str]:
 
 
 def alarm_inbox(uow: UnitOfWork, include_acknowledged: bool = False) -> list[tuple[Alarm, str]]:
+    """Open alarms (see :func:`open_alarm`), critical first, newest first."""
     require(uow.actor, "view_clinic", uow)
     q = (select(Alarm, Patient.name).join(Patient, Patient.id == Alarm.patient_id)
+         .join(Pump, Pump.id == Alarm.pump_id)
          .order_by(Alarm.critical.desc(), Alarm.raised_at.desc()).limit(500))
     if not include_acknowledged:
-        q = q.where(Alarm.acknowledged_at.is_(None))
+        q = q.where(open_alarm())
     return [(a, n) for a, n in uow.session.execute(q).all()]
+
+
+def people(uow: UnitOfWork, usernames: Any) -> dict[str, str]:
+    """How pages name the users behind ``usernames``: "Dr. Ana Rivera (physiatrist),
+    physician"; a patient's own account by the patient's name; a caregiver (an account linked
+    to a patient under another name) as "Claire Moreau, caregiver of Leo Moreau". Unknown
+    names (the pump, the system) are returned as they are."""
+    wanted = {str(n) for n in usernames if n}
+    out = {n: n for n in wanted}
+    if not wanted:
+        return out
+    rows = uow.session.execute(
+        select(User.username, User.display_name, User.role, Patient.name)
+        .outerjoin(Patient, Patient.id == User.patient_id)
+        .where(User.username.in_(sorted(wanted)))).all()
+    for username, display, role, patient_name in rows:
+        if role == "patient" and patient_name:
+            out[username] = (f"{patient_name} (patient)" if display == patient_name
+                             else f"{display}, caregiver of {patient_name}")
+        else:
+            out[username] = f"{display}, {labels.human(role, 'role').lower()}"
+    return out
 
 
 def alarm_item(uow: UnitOfWork, alarm_id: object) -> tuple[Alarm, str]:

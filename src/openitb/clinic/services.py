@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from openitb.clinic.accounts import require, require_patient_access
+from openitb.clinic.alarm_forecast import STOP_AFTER, fleet_forecasts, next_alarm
 from openitb.clinic.clock import set_demo_clock
 from openitb.clinic.driving import Planned, apply_on, patient_facts, review_on
 from openitb.clinic.pumps import PumpGateway, PumpReading
@@ -51,6 +52,8 @@ CHECKLIST = {
 MUSCLE_GROUPS = ("hip_flexors", "hip_adductors", "knee_extensors", "knee_flexors",
                  "ankle_plantarflexors", "elbow_flexors", "wrist_flexors")
 _LEVEL = re.compile(r"^(C[1-8]|T([1-9]|1[0-2])|L[1-5]|S[1-5])$")
+_PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")  # E.164: a country code, at most 15 digits
+_PHONE_SEPARATORS = str.maketrans("", "", " -.()/")
 
 
 # ---- validation helpers ----------------------------------------------------------------------
@@ -112,6 +115,23 @@ def _level(value: str, key: str) -> str:
     return v
 
 
+def parse_phone(raw: object, key: str = "phone") -> str:
+    """A phone number as typed ("+44 20 7946 0958", "+1 (555) 010-0199") to E.164
+    ("+442079460958"); empty stays empty. Spaces, dashes, dots, slashes and brackets are
+    allowed between digits; a number without its + and country code is refused."""
+    text = "" if raw is None else str(raw).strip()
+    if not text:
+        return ""
+    compact = text.translate(_PHONE_SEPARATORS)
+    if compact.startswith("00"):
+        compact = "+" + compact[2:]
+    if len(text) > 40 or not _PHONE.match(compact):
+        raise InvalidInput(key, text[:40], "an international number: + then the country code and "
+                           "number, 8 to 15 digits in all, e.g. +44 20 7946 0958 (spaces and "
+                           "dashes allowed), or empty")
+    return compact
+
+
 def _high_injury(level: str) -> bool:
     """T6 or above (cervical, or thoracic 1-6)."""
     return bool(level) and (level[0] == "C" or (level[0] == "T" and int(level[1:]) <= 6))
@@ -143,6 +163,7 @@ def _patient_values(fields: Mapping[str, Any], today: date) -> dict[str, Any]:
         "risk_communication": _flag(fields, "risk_communication"),
         "risk_prior_withdrawal": _flag(fields, "risk_prior_withdrawal"),
         "emergency_contact": _text(fields, "emergency_contact", required=False),
+        "phone": parse_phone(fields.get("phone")),
     }
 
 
@@ -176,7 +197,8 @@ def update_patient(uow: UnitOfWork, patient_id: object, expected_version: object
     before = snapshot(p)
     merged = {k: getattr(p, k) for k in ("name", "birth_date", "origin", "diagnosis", "weight_kg",
                                          "injury_level", "risk_high_injury", "risk_communication",
-                                         "risk_prior_withdrawal", "emergency_contact")}
+                                         "risk_prior_withdrawal", "emergency_contact",
+                                         "phone")}
     merged.update({k: v for k, v in fields.items() if k in merged})
     for key, value in _patient_values(merged, uow.now.date()).items():
         setattr(p, key, value)
@@ -802,13 +824,14 @@ def advance_clock(uow: UnitOfWork, fields: Mapping[str, Any]) -> datetime:
     elif step == "week":
         target = now + timedelta(days=7)
     else:
-        candidates = [t for t in uow.session.scalars(
-            select(Pump.low_alarm_at).where(Pump.active, Pump.low_alarm_at > now)) if t]
-        candidates += [t for t in uow.session.scalars(
-            select(Pump.eri_at).where(Pump.active, Pump.eri_at > now)) if t]
-        if not candidates:
+        # Every alarm every active pump will raise on its own (low, empty, ERI, end of
+        # service): the step stops just after the earliest, whatever its pump or kind.
+        rows = uow.session.execute(select(Pump.id, Pump.profile, Pump.low_alarm_at,
+                                          Pump.empty_at, Pump.eri_at).where(Pump.active)).all()
+        first = next_alarm(fleet_forecasts(rows), now)
+        if first is None:
             raise RefusedOperation("no alarm is projected on any pump", code="no_alarm")
-        target = min(candidates) + timedelta(minutes=1)
+        target = first.at + STOP_AFTER
     return move_clock(uow, target)
 
 

@@ -34,6 +34,8 @@ def _facts(record: dict[str, Any]) -> list[tuple[str, str]]:
     else:
         rows.append(("Pump", "none implanted"))
     rows.append(("Clinic", CLINIC_CONTACT))
+    if p.phone:
+        rows.append(("Patient's phone", p.phone))
     if p.emergency_contact:
         rows.append(("Contact", p.emergency_contact))
     return rows

@@ -68,6 +68,8 @@ class Patient(Base):
     stage: Mapped[str] = mapped_column(String(20), default="candidate", index=True)
     checklist: Mapped[dict[str, Any]] = mapped_column(default=dict)
     emergency_contact: Mapped[str] = mapped_column(String(200), default="")
+    # The patient's own phone, E.164 (+ and up to 15 digits): services.parse_phone.
+    phone: Mapped[str] = mapped_column(String(16), default="", server_default="")
     created_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(Integer, default=1)
 

@@ -60,6 +60,7 @@ class PatientIn(Bounded):
     risk_communication: bool = False
     risk_prior_withdrawal: bool = False
     emergency_contact: str = Field("", max_length=200)
+    phone: str = Field("", max_length=40, description="the patient's own phone, e.g. +44 20 7946 0958")
 
 
 class PatientEdit(Bounded):
@@ -73,6 +74,7 @@ class PatientEdit(Bounded):
     risk_communication: bool | None = None
     risk_prior_withdrawal: bool | None = None
     emergency_contact: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=40)
 
 
 class Checklist(Bounded):

@@ -226,11 +226,19 @@ def home(request: Request, page: int = 1) -> Response:
 
 
 @router.get("/patients")
-def patient_list(request: Request, q: str = "", actor: Actor = need("view_clinic")) -> Response:
+def patient_list(request: Request, q: str = "", sort: str = "name", dir: str = "asc",
+                 page: int = 1, actor: Actor = need("view_clinic")) -> Response:
+    sort = sort if sort in queries.PATIENT_SORTS else "name"  # a stale link: the default
+    descending = dir == "desc"
+    page = max(1, min(page, 10**6))
+    size = queries.PATIENT_PAGE
     with uow(request, actor) as u:
-        rows = queries.patient_list(u, q)
+        rows, total = queries.patient_page(u, q, size, sort=sort, descending=descending,
+                                           offset=(page - 1) * size)
+    pages = max(1, -(-total // size))
     name = "_patient_rows.html" if request.headers.get("hx-request") else "patients.html"
-    return render(request, name, {"rows": rows, "q": q})
+    return render(request, name, {"rows": rows, "q": q, "sort": sort, "descending": descending,
+                                  "page": page, "pages": pages, "total": total})
 
 
 @router.get("/patients/new")
@@ -529,8 +537,9 @@ async def replace(request: Request, patient_id: str,
 def alarms(request: Request, all: str = "", actor: Actor = need("view_clinic")) -> Response:
     with uow(request, actor) as u:
         rows = queries.alarm_inbox(u, include_acknowledged=bool(all))
+        people = queries.people(u, {a.acknowledged_by for a, _ in rows})
     return render(request, "alarms.html", {"rows": rows, "meaning": queries.ALARM_MEANING,
-                                           "show_all": bool(all)})
+                                           "show_all": bool(all), "people": people})
 
 
 @router.post("/alarms/{alarm_id}/ack")
@@ -548,8 +557,10 @@ async def acknowledge(request: Request, alarm_id: str,
     if request.headers.get("hx-request"):  # htmx swaps the alarm's own item in place
         with uow(request, actor) as u:
             a, name = queries.alarm_item(u, alarm_id)
+            people = queries.people(u, {a.acknowledged_by})
         return render(request, "_alarm.html", {"a": a, "name": name, "ack_error": error,
-                                               "meaning": queries.ALARM_MEANING})
+                                               "meaning": queries.ALARM_MEANING,
+                                               "people": people})
     return redirect(safe_next(data.get("next") or "/alarms"))
 
 

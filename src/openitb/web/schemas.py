@@ -145,6 +145,7 @@ class PatientOut(Out):
     stage: str
     checklist: dict[str, Any] = Field(description="the candidate checklist, item: ticked or note")
     emergency_contact: str
+    phone: str = ""
     created_at: datetime
     version: int = Field(description="send it back with an edit (PATCH): a conflict is 409")
 

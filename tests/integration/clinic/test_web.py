@@ -218,7 +218,7 @@ def test_register_screen_and_implant_through_the_pages(demo_clinic: Clinic) -> N
                  follow_redirects=False)
     assert r.status_code == 303, r.text
     page = doc.get(url).text
-    assert 'id="stage">implanted' in page and "50 mcg/day at 500 mcg/mL" in page
+    assert 'data-stage="implanted">Pump implanted' in page and "50 mcg/day at 500 mcg/mL" in page
     assert "priming" in page
     # A stale edit form: 409 with the clear message, and nothing saved.
     version = re.search(r'name="version" value="(\d+)"', page).group(1)  # type: ignore[union-attr]
@@ -364,7 +364,7 @@ def test_htmx_acknowledge_swaps_the_item(demo_clinic: Clinic) -> None:
     assert bad.status_code == 200 and 'role="alert"' in bad.text and "note" in bad.text
     assert bad.text.lstrip().startswith(f'<li id="alarm-{alarm_id}"')
     ok = c.post(f"/alarms/{alarm_id}/ack", data={"note": "called, all well"}, headers=hx)
-    assert "Acknowledged by nurse.kim" in ok.text and "<form" not in ok.text
+    assert "Acknowledged by Nurse Jae Kim" in ok.text and "<form" not in ok.text
 
 
 def test_patient_page_and_api_show_the_model_prediction(demo_clinic: Clinic) -> None:
