@@ -33,8 +33,8 @@ USERS = {"physician": "dr.rivera", "nurse": "nurse.kim", "patient": "leo.carer",
          "admin": "admin", "anonymous": None}
 DESK, PHONE, SMALL = (1366, 900), (390, 844), (360, 800)
 WIDTHS = {1366: DESK, 390: PHONE, 360: SMALL}
-SHOT_WIDTHS = (1366, 390)        # screenshots and axe at these
-NO_SCROLL_WIDTHS = (390, 360)    # the document must not be wider than the window at these
+SHOT_WIDTHS = (1366, 390)        # one context each: screenshots and axe at these
+NO_SCROLL_WIDTHS = (390, 360)    # no wider document than window (360: the 390 tab narrowed)
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,12 @@ OVERFLOW_JS = """() => {
     }
   };
   walk(document.body);
+  if (!out.length)  // a positioned element escaping its scroll container
+    for (const c of document.body.querySelectorAll('*')) {
+      const r = c.getBoundingClientRect();
+      if (r.right > W + 0.5 && r.width > 0 && getComputedStyle(c).position !== 'static')
+        out.push(name(c) + ' (positioned) right edge ' + Math.round(r.right + window.scrollX) + ' px');
+    }
   return out.slice(0, 6);
 }"""
 
@@ -164,14 +170,14 @@ def _axe_failures(page: Any, axe: str, where: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("width", [1366, 390, 360])
+@pytest.mark.parametrize("width", SHOT_WIDTHS)
 @pytest.mark.parametrize("role", list(USERS))
 def test_every_page(server: tuple[str, dict[str, int]], browser: Any, link_token: str,
                     role: str, width: int) -> None:
     base, ids = server
     pages = [p for p in PAGES if role in p.roles]
     assert pages, f"no page in the inventory for {role}"
-    axe = _axe_source() if width in SHOT_WIDTHS else None
+    axe = _axe_source()
     out_dir = ARTIFACTS / "pages" / role / str(width)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = _context(browser, base, role, width)
@@ -188,21 +194,25 @@ def test_every_page(server: tuple[str, dict[str, int]], browser: Any, link_token
                 failures.append(f"{where}: HTTP {resp.status if resp else '?'} "
                                 f"{resp.headers.get('content-type') if resp else ''}")
                 continue
-            if width in SHOT_WIDTHS:
-                tab.screenshot(path=str(out_dir / f"{p.name}.png"), full_page=True)
-            if width in NO_SCROLL_WIDTHS:
+            tab.screenshot(path=str(out_dir / f"{p.name}.png"), full_page=True)
+            for narrow in NO_SCROLL_WIDTHS if width in NO_SCROLL_WIDTHS else ():
+                if narrow != width:  # the same page, the window made narrower
+                    tab.set_viewport_size({"width": WIDTHS[narrow][0],
+                                           "height": WIDTHS[narrow][1]})
                 doc = tab.evaluate("document.documentElement.scrollWidth")
                 win = tab.evaluate("window.innerWidth")
                 if doc > win:
-                    failures.append(f"{where}: scrolls sideways, document {doc} px wide in a "
-                                    f"{win} px window; sticking out: "
-                                    + "; ".join(tab.evaluate(OVERFLOW_JS)))
+                    failures.append(f"{role} at {narrow} px, {p.name} ({url}): scrolls sideways, "
+                                    f"document {doc} px wide in a {win} px window; sticking "
+                                    "out: " + "; ".join(tab.evaluate(OVERFLOW_JS)))
+                if narrow != width:
+                    tab.set_viewport_size({"width": WIDTHS[width][0], "height": WIDTHS[width][1]})
             if axe is not None:
                 failures.extend(_axe_failures(tab, axe, where))
     finally:
         ctx.close()
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures)
-    if width in SHOT_WIDTHS and axe is None:
+    if axe is None:
         pytest.skip(f"pages, screenshots and widths checked; axe-core missing ({AXE}): make axe")
 
 
@@ -235,5 +245,24 @@ def test_not_html_routes_answer_files(server: tuple[str, dict[str, int]], browse
             assert resp.status == 200, f"{route}: HTTP {resp.status}"
             kind = resp.headers.get("content-type", "")
             assert "html" not in kind, f"{route} answers {kind}: list it in PAGES"
+    finally:
+        ctx.close()
+
+
+def test_axe_reports_a_planted_violation(server: tuple[str, dict[str, int]],
+                                         browser: Any) -> None:
+    """The axe check can fail: an image without text and an empty button are reported."""
+    axe = _axe_source()
+    if axe is None:
+        pytest.skip(f"axe-core missing ({AXE}): make axe")
+    base, _ = server
+    ctx = _context(browser, base, "anonymous", 1366)
+    page = ctx.new_page()
+    try:
+        page.goto(f"{base}/login")
+        page.evaluate("""() => { document.querySelector('main').insertAdjacentHTML('beforeend',
+            '<img src="/static/none.png"><button></button>'); }""")
+        found = "\n".join(_axe_failures(page, axe, "planted"))
+        assert "critical image-alt" in found and "critical button-name" in found, found
     finally:
         ctx.close()
