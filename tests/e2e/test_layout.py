@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from browserkit import shot, sign_in
+from browserkit import ARTIFACTS, shot, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -127,6 +127,6 @@ def test_api_docs_render_from_vendored_assets(server: tuple[str, dict[str, int]]
         assert page.locator(".info .title").inner_text().startswith("OpenITB clinic")
         assert hosts == {base.split("/")[2]}, hosts
         assert not errors, errors
-        page.screenshot(path=str(__import__("browserkit").ARTIFACTS / "layout-api-docs.png"))
+        page.screenshot(path=str(ARTIFACTS / "layout-api-docs.png"))
     finally:
         ctx.close()
