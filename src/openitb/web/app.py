@@ -243,7 +243,7 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
         version="0.1.0",
         description="Intrathecal baclofen clinic: patients, screening, implant, programming, "
         "refills, alarms. Simulation, training and research only; not a medical device.",
-        docs_url=None,  # Swagger UI would load from a CDN; the document itself is served
+        docs_url=None,  # FastAPI's Swagger UI loads from a CDN: web/api_docs.py serves a vendored one
         openapi_url="/api/v1/openapi.json",
         redoc_url=None,
     )
@@ -314,8 +314,9 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    from openitb.web import api, fhir_api, pages, token_pages
+    from openitb.web import api, api_docs, fhir_api, pages, token_pages
 
+    app.include_router(api_docs.router)
     app.include_router(api.router)
     app.openapi = lambda: api.openapi_document(app)  # type: ignore[method-assign]
     app.include_router(fhir_api.router)

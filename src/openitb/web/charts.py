@@ -1,51 +1,141 @@
 """Inline SVG charts for the patient page: reservoir volume with its projection (low-reservoir
 alarm, refill-by, empty), and the daily dose over time. No JavaScript, readable by a screen
-reader through their titles and the tables beside them."""
+reader through their titles and the tables beside them.
+
+Each chart is drawn twice, for a wide and a narrow drawing area (style.css shows one), so that
+its text keeps about 11 px on a desk and on a phone instead of shrinking with the picture.
+
+Labels are placed by a rule that keeps them apart by construction:
+- the dated event labels (refill by, low alarm, empty) each get a row of their own in a band
+  above the plot, in date order, clamped between the y axis and the right edge; nothing else is
+  drawn in that band, so they meet neither each other nor a line;
+- the y-axis unit has the band's last row to itself, left of the axis;
+- y tick labels sit left of the axis (the margin is widened to the widest), dates below it.
+tests/unit/web/test_charts.py checks it from the SVG for generated inputs; the browser test
+checks it with the real glyph boxes."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from typing import Any
 
-W, H, PAD_L, PAD_R, PAD_T, PAD_B = 640, 220, 56, 16, 16, 36
+FONT = 11.0  # px: the chart's text size (style.css `.chart text`)
+ASCENT, DESCENT = 1.0 * FONT, 0.3 * FONT  # generous: DejaVu Sans is about 0.93 and 0.24 em
+ROW = ASCENT + DESCENT + 3  # one label row of the band: a label's box and a gap
+GAP = 6.0  # between a label and the axis or the edge
 
 
-def _scale(points: list[tuple[datetime, float]], y_max: float) -> tuple[Any, Any]:
+@dataclass(frozen=True)
+class Size:
+    name: str
+    w: int
+    h: int
+    pad_l: int  # the least left margin (widened for wide tick labels)
+    pad_r: int
+    pad_b: int
+
+
+WIDE = Size("wide", 640, 220, 56, 16, 36)
+NARROW = Size("narrow", 360, 220, 44, 12, 36)
+
+
+def text_width(text: str) -> float:
+    """An upper bound of the drawn width of ``text`` at FONT in a sans-serif face."""
+    em = 0.0
+    for ch in text:
+        if ch in "mwMW":
+            em += 1.0
+        elif ch.isupper():
+            em += 0.82
+        elif ch in " .,:;'!|il":
+            em += 0.4
+        else:
+            em += 0.68
+    return em * FONT
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where things go in one drawing: the plot area and the band above it."""
+    size: Size
+    pad_l: float
+    pad_t: float
+    rows: int  # event rows in the band
+
+    @property
+    def plot_right(self) -> float:
+        return self.size.w - self.size.pad_r
+
+    @property
+    def plot_bottom(self) -> float:
+        return self.size.h - self.size.pad_b
+
+    def row_baseline(self, i: int) -> float:
+        """Baseline of band row ``i`` (rows 0..rows-1 are events, row ``rows`` the unit)."""
+        return 2 + ASCENT + i * ROW
+
+    def label_x(self, x: float, width: float) -> float:
+        """Left edge of an event label centred on ``x``, kept between the axis and the edge."""
+        lo, hi = self.pad_l, self.size.w - GAP - width
+        return max(lo, min(x - width / 2, hi))
+
+
+def _frame(size: Size, ticks: list[str], events: int) -> Frame:
+    pad_l = max(size.pad_l, math.ceil(max(text_width(t) for t in ticks) + 2 * GAP))
+    unit_baseline = 2 + ASCENT + events * ROW
+    # the top tick label (baseline pad_t + 4) starts below the unit's box
+    pad_t = unit_baseline + DESCENT + ASCENT - 4 + 3
+    return Frame(size, pad_l, pad_t, events)
+
+
+def _scale(f: Frame, points: list[tuple[datetime, float]], y_max: float) -> tuple[Any, Any]:
     t0 = min(t for t, _ in points)
     t1 = max(t for t, _ in points)
     span = max((t1 - t0).total_seconds(), 1.0)
 
     def x(t: datetime) -> float:
-        return PAD_L + (t - t0).total_seconds() / span * (W - PAD_L - PAD_R)
+        return f.pad_l + (t - t0).total_seconds() / span * (f.plot_right - f.pad_l)
 
     def y(v: float) -> float:
-        return PAD_T + (1 - v / y_max) * (H - PAD_T - PAD_B)
+        return f.pad_t + (1 - v / y_max) * (f.plot_bottom - f.pad_t)
 
     return x, y
 
 
-def _frame(title: str, desc: str, y_max: float, unit: str, t0: datetime, t1: datetime) -> list[str]:
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" '
-           f'aria-labelledby="t-{id(title)} d-{id(title)}" class="chart">',
-           f'<title id="t-{id(title)}">{escape(title)}</title>',
-           f'<desc id="d-{id(title)}">{escape(desc)}</desc>',
-           f'<line x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}" class="axis"/>',
-           f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}" class="axis"/>']
-    for frac in (0, 0.5, 1):
-        v = y_max * frac
-        yy = PAD_T + (1 - frac) * (H - PAD_T - PAD_B)
-        out.append(f'<text x="{PAD_L - 6}" y="{yy + 4:.1f}" text-anchor="end">{v:.4g}</text>')
-    out.append(f'<text x="{PAD_L - 6}" y="{PAD_T - 4}" text-anchor="end">{escape(unit)}</text>')
-    out.append(f'<text x="{PAD_L}" y="{H - 12}">{t0:%Y-%m-%d}</text>')
-    out.append(f'<text x="{W - PAD_R}" y="{H - 12}" text-anchor="end">{t1:%Y-%m-%d}</text>')
+def _ticks(y_max: float) -> list[tuple[float, str]]:
+    return [(frac, f"{y_max * frac:.4g}") for frac in (0, 0.5, 1)]
+
+
+def _open(f: Frame, key: str, title: str, desc: str, unit: str, y_max: float,
+          t0: datetime, t1: datetime) -> list[str]:
+    ident = f"{key}-{f.size.name}"
+    s = f.size
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {s.w} {s.h}" role="img" '
+           f'aria-labelledby="t-{ident} d-{ident}" class="chart {s.name}">',
+           f'<title id="t-{ident}">{escape(title)}</title>',
+           f'<desc id="d-{ident}">{escape(desc)}</desc>',
+           f'<line x1="{f.pad_l:.1f}" y1="{f.plot_bottom}" x2="{f.plot_right}" '
+           f'y2="{f.plot_bottom}" class="axis"/>',
+           f'<line x1="{f.pad_l:.1f}" y1="{f.pad_t:.1f}" x2="{f.pad_l:.1f}" '
+           f'y2="{f.plot_bottom}" class="axis"/>']
+    for frac, text in _ticks(y_max):
+        yy = f.pad_t + (1 - frac) * (f.plot_bottom - f.pad_t)
+        out.append(f'<text x="{f.pad_l - GAP:.1f}" y="{yy + 4:.1f}" '
+                   f'text-anchor="end">{text}</text>')
+    out.append(f'<text x="{GAP / 2:.1f}" y="{f.row_baseline(f.rows):.1f}" class="unit">'
+               f'{escape(unit)}</text>')
+    first, last = f"{t0:%Y-%m-%d}", f"{t1:%Y-%m-%d}"
+    out.append(f'<text x="{f.pad_l:.1f}" y="{s.h - 12}">{first}</text>')
+    if f.plot_right - text_width(last) > f.pad_l + text_width(first) + GAP:
+        out.append(f'<text x="{f.plot_right}" y="{s.h - 12}" text-anchor="end">{last}</text>')
     return out
 
 
-def reservoir_svg(record: dict[str, Any]) -> str:
+def _reservoir(record: dict[str, Any], size: Size) -> str:
     pump = record["pump"]
-    if pump is None:
-        return ""
     profile = record["profile"]
     now: datetime = record["now"]
     refilled = sum(r.volume_ml for r in record["refills"])
@@ -63,41 +153,44 @@ def reservoir_svg(record: dict[str, Any]) -> str:
         proj.append((pump.empty_at, 0.0, "empty"))
     all_pts = pts + [(t, v) for t, v, _ in proj]
     y_max = profile.capacity.value
-    x, y = _scale(all_pts, y_max)
     t0, t1 = min(t for t, _ in all_pts), max(t for t, _ in all_pts)
+    refill_by = pump.refill_by if pump.refill_by and t0 <= pump.refill_by <= t1 else None
+    # every dated label, in date order: one band row each
+    events = sorted([(t, f"{label} {t:%m-%d}", "event") for t, _, label in proj]
+                    + ([(refill_by, f"refill by {refill_by:%m-%d}", "event refill")]
+                       if refill_by else []))
+    f = _frame(size, [t for _, t in _ticks(y_max)], len(events))
+    x, y = _scale(f, all_pts, y_max)
     desc = (f"Reservoir {pump.reservoir_ml:.1f} mL now; "
             + (f"low-reservoir alarm {pump.low_alarm_at:%Y-%m-%d}; " if pump.low_alarm_at else "")
             + (f"refill by {pump.refill_by:%Y-%m-%d}; " if pump.refill_by else "")
             + (f"empty {pump.empty_at:%Y-%m-%d}" if pump.empty_at else ""))
-    out = _frame("Reservoir volume and projection", desc, y_max, "mL", t0, t1)
+    out = _open(f, "reservoir", "Reservoir volume and projection", desc, "mL", y_max, t0, t1)
     path = " ".join(f"{'M' if i == 0 else 'L'}{x(t):.1f},{y(v):.1f}" for i, (t, v) in enumerate(pts))
     out.append(f'<path d="{path}" class="series"/>')
     if proj:
         ppath = f"M{x(now):.1f},{y(pump.reservoir_ml):.1f} " + " ".join(
             f"L{x(t):.1f},{y(v):.1f}" for t, v, _ in proj)
         out.append(f'<path d="{ppath}" class="projection"/>')
-        for i, (t, v, label) in enumerate(proj):
-            # The projected dates sit at the right edge and close together: right-aligned
-            # labels, stacked, so they neither clip nor overlap.
-            lift = 8 + 16 * (len(proj) - 1 - i)
+        for t, v, _ in proj:
             out.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="4" class="marker"/>')
-            out.append(f'<text x="{x(t) - 6:.1f}" y="{y(v) - lift:.1f}" text-anchor="end">'
-                       f'{escape(label)} {t:%m-%d}</text>')
-    if pump.refill_by and t0 <= pump.refill_by <= t1:
-        xr = x(pump.refill_by)
-        out.append(f'<line x1="{xr:.1f}" y1="{PAD_T}" x2="{xr:.1f}" y2="{H - PAD_B}" '
-                   f'class="refill-by"/><text x="{xr:.1f}" y="{PAD_T + 10}" '
-                   f'text-anchor="middle">refill by {pump.refill_by:%m-%d}</text>')
+    if refill_by:
+        xr = x(refill_by)
+        out.append(f'<line x1="{xr:.1f}" y1="{f.pad_t:.1f}" x2="{xr:.1f}" y2="{f.plot_bottom}" '
+                   f'class="refill-by"/>')
+    for i, (t, text, cls) in enumerate(events):
+        left = f.label_x(x(t), text_width(text))
+        out.append(f'<text x="{left:.1f}" y="{f.row_baseline(i):.1f}" class="{cls}">'
+                   f'{escape(text)}</text>')
     xn = x(now)
-    out.append(f'<line x1="{xn:.1f}" y1="{PAD_T}" x2="{xn:.1f}" y2="{H - PAD_B}" class="now"/>')
+    out.append(f'<line x1="{xn:.1f}" y1="{f.pad_t:.1f}" x2="{xn:.1f}" y2="{f.plot_bottom}" '
+               f'class="now"/>')
     out.append("</svg>")
     return "\n".join(out)
 
 
-def dose_svg(record: dict[str, Any]) -> str:
+def _dose(record: dict[str, Any], size: Size) -> str:
     programs = record["programs"]
-    if not programs:
-        return ""
     now: datetime = record["now"]
     pts: list[tuple[datetime, float]] = []
     for p in programs:
@@ -106,10 +199,11 @@ def dose_svg(record: dict[str, Any]) -> str:
         pts.append((p.at, p.dose_per_day))
     pts.append((now, pts[-1][1]))
     y_max = max(v for _, v in pts) * 1.2 or 1.0
-    x, y = _scale(pts, y_max)
+    f = _frame(size, [t for _, t in _ticks(y_max)], 0)
+    x, y = _scale(f, pts, y_max)
     t0, t1 = pts[0][0], now
-    out = _frame("Daily dose", f"Daily dose now {pts[-1][1]:.4g} mcg/day over "
-                 f"{len(programs)} programs", y_max, "mcg/day", t0, t1)
+    out = _open(f, "dose", "Daily dose", f"Daily dose now {pts[-1][1]:.4g} mcg/day over "
+                f"{len(programs)} programs", "mcg/day", y_max, t0, t1)
     path = " ".join(f"{'M' if i == 0 else 'L'}{x(t):.1f},{y(v):.1f}" for i, (t, v) in enumerate(pts))
     out.append(f'<path d="{path}" class="series"/>')
     for p in programs:
@@ -119,3 +213,15 @@ def dose_svg(record: dict[str, Any]) -> str:
                    f'({escape(p.classification)})</title></circle>')
     out.append("</svg>")
     return "\n".join(out)
+
+
+def reservoir_svg(record: dict[str, Any]) -> str:
+    if record["pump"] is None:
+        return ""
+    return "\n".join(_reservoir(record, size) for size in (WIDE, NARROW))
+
+
+def dose_svg(record: dict[str, Any]) -> str:
+    if not record["programs"]:
+        return ""
+    return "\n".join(_dose(record, size) for size in (WIDE, NARROW))

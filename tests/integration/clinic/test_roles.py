@@ -80,6 +80,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/audit"): "audit",
     ("POST", "/api/v1/users"): "accounts",
     ("GET", "/healthz"): PUBLIC,
+    ("GET", "/api/v1/docs"): PUBLIC,  # Swagger UI on the (public) OpenAPI document
     ("GET", "/patients/{patient_id}/wallet-card.pdf"): RECORD,
     ("GET", "/patients/{patient_id}/summary.pdf"): RECORD,
     ("GET", "/patients/{patient_id}/refill.ics"): RECORD,
@@ -112,12 +113,12 @@ MATRIX: dict[tuple[str, str], str] = {
 
 
 def routes(clinic: Clinic) -> list[tuple[str, str]]:
-    from openitb.web import api, pages, token_pages
+    from openitb.web import api, api_docs, pages, token_pages
 
     app = create_app(clinic, demo=True)
     out = []
-    for r in [*api.router.routes, *pages.router.routes, *token_pages.router.routes,
-              *app.router.routes]:
+    for r in [*api.router.routes, *api_docs.router.routes, *pages.router.routes,
+              *token_pages.router.routes, *app.router.routes]:
         if isinstance(r, APIRoute):
             for m in r.methods:
                 out.append((m, r.path))
