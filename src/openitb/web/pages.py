@@ -3,6 +3,7 @@ the role before it reads anything, and the use cases check again."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
@@ -10,11 +11,12 @@ from urllib.parse import urlparse
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from openitb.clinic import accounts, queries, services
+from openitb.clinic import accounts, labels, queries, services
 from openitb.clinic.uow import Actor, brief
 from openitb.devices import load_catalog
 from openitb.drugs import load_library
-from openitb.errors import InvalidInput, OpenITBError, RefusedOperation
+from openitb.therapy.screening import MAS_GRADES
+from openitb.errors import InvalidInput, InvalidInputs, OpenITBError, RefusedOperation
 from openitb.web import charts, security
 from openitb.web.deps import check_csrf, need, sign_in, signed_in, uow
 
@@ -50,8 +52,12 @@ async def form_of(request: Request) -> dict[str, Any]:
 
 
 def error_text(exc: OpenITBError) -> str:
+    """The one wording of an error on a page: a bad input names its field by its label and
+    says what is allowed ("Note is required (at least 3 characters, saying what was done).")."""
+    if isinstance(exc, InvalidInputs):
+        return " ".join(error_text(e) for e in exc.errors)
     if isinstance(exc, InvalidInput):
-        return f"{exc.field}: got {brief(exc.given)!r}; {exc.allowed}"
+        return exc.sentence(labels.field_label(exc.field))
     if isinstance(exc, RefusedOperation):
         return exc.reason
     return str(exc)
@@ -312,18 +318,13 @@ async def checklist(request: Request, patient_id: str,
 
 
 # ---- screening, implant ----------------------------------------------------------------------
-@router.get("/patients/{patient_id}/screening")
-def screening_form(request: Request, patient_id: str,
-                   actor: Actor = need("screening")) -> Response:
-    with uow(request, actor) as u:
-        record = queries.patient_record(u, patient_id)
-    return render(request, "screening.html", {**record, "groups": services.MUSCLE_GROUPS,
-                                              "error": None})
+SCREENING_DOSES = (50, 75, 100)  # the form's three rows; the protocol itself is checked by the core
 
 
-def _screening_doses(data: Mapping[str, str]) -> list[dict[str, Any]]:
-    doses = []
-    for i, dose in enumerate((50, 75, 100)):
+def _screening_doses(data: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[int]]:
+    """The doses ticked as given, and for each its row of the form (to put errors back)."""
+    doses, rows = [], []
+    for i, dose in enumerate(SCREENING_DOSES):
         if data.get(f"given_{i}") != "on":
             continue
         before = {g: data[f"before_{i}_{g}"] for g in services.MUSCLE_GROUPS
@@ -332,21 +333,76 @@ def _screening_doses(data: Mapping[str, str]) -> list[dict[str, Any]]:
                  if data.get(f"after_{i}_{g}", "").strip()}
         doses.append({"dose_mcg": dose, "effect_hours": data.get(f"effect_{i}") or 0,
                       "mas_before": before, "mas_after": after})
-    return doses
+        rows.append(i)
+    return doses, rows
+
+
+_DOSE_FIELD = re.compile(r"^doses\[(\d+)\](?:\.(\w+))?(?:\.(\w+))?$")
+
+
+def _screening_field(exc: InvalidInput, rows: list[int]) -> tuple[str, str]:
+    """The form input an error of the screening belongs to, and its sentence named for it."""
+    m = _DOSE_FIELD.match(exc.field)
+    if not m or int(m.group(1)) >= len(rows):
+        return "given_0", exc.sentence(labels.field_label(exc.field))
+    i = rows[int(m.group(1))]
+    bolus = f"the {SCREENING_DOSES[i]} mcg bolus"
+    part, group = m.group(2), m.group(3)
+    if part in ("mas_before", "mas_after") and group in services.MUSCLE_GROUPS:
+        side = "before" if part == "mas_before" else "after"
+        return (f"{side}_{i}_{group}",
+                exc.sentence(f"{labels.human(group, 'muscle_group')}, MAS {side} {bolus}"))
+    if part in ("mas_before", "mas_after"):
+        return (f"before_{i}_{services.MUSCLE_GROUPS[0]}",
+                exc.sentence(f"The muscle groups scored for {bolus}"))
+    if part == "effect_hours":
+        return f"effect_{i}", exc.sentence(f"Effect lasted after {bolus}")
+    return f"given_{i}", exc.sentence(bolus[:1].upper() + bolus[1:])
+
+
+def _screening_errors(exc: OpenITBError, rows: list[int]) -> tuple[dict[str, str], str | None]:
+    """Errors by form input (shown beside each, and linked from the summary), or one message
+    when the refusal belongs to no field (e.g. the patient's stage)."""
+    if not isinstance(exc, InvalidInput):
+        return {}, error_text(exc)
+    fields: dict[str, str] = {}
+    for e in exc.errors if isinstance(exc, InvalidInputs) else [exc]:
+        name, text = _screening_field(e, rows)
+        fields.setdefault(name, text)
+    return fields, None
+
+
+def _screening_page(request: Request, actor: Actor, patient_id: str, values: dict[str, Any],
+                    field_errors: dict[str, str], error: str | None,
+                    status: int = 200) -> Response:
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    return render(request, "screening.html", {
+        **record, "groups": services.MUSCLE_GROUPS, "doses": SCREENING_DOSES,
+        "grades": MAS_GRADES, "values": values, "field_errors": field_errors,
+        "error": error}, status=status)
+
+
+@router.get("/patients/{patient_id}/screening")
+def screening_form(request: Request, patient_id: str,
+                   actor: Actor = need("screening")) -> Response:
+    return _screening_page(request, actor, patient_id, {"given_0": "on"}, {}, None)
 
 
 @router.post("/patients/{patient_id}/screening")
 async def screening(request: Request, patient_id: str,
                     actor: Actor = need("screening")) -> Response:
+    """Record the trial; on any error the form comes back with every entry as typed and each
+    error beside its field."""
     data = await form_of(request)
+    doses, rows = _screening_doses(data)
     try:
         with uow(request, actor) as u:
-            services.record_screening(u, patient_id, _screening_doses(data))
+            services.record_screening(u, patient_id, doses)
     except OpenITBError as exc:
-        with uow(request, actor) as u:
-            record = queries.patient_record(u, patient_id)
-        return render(request, "screening.html", {**record, "groups": services.MUSCLE_GROUPS,
-                                                  "error": error_text(exc)}, status=422)
+        fields, error = _screening_errors(exc, rows)
+        return _screening_page(request, actor, patient_id, data, fields, error, status=422)
+    security.flash(request.state.session, "Screening recorded.")
     return redirect(f"/patients/{patient_id}")
 
 
