@@ -88,10 +88,10 @@ def main(which: str) -> None:
         dr.goto(f"{base}/patients/{ids['ITB-1006']}/program")
         snap(dr, "6-titration-form")
         dr.get_by_label("Daily dose (mcg/day), continuous").fill("110")
-        if dr.locator("#context").count():
+        if dr.locator("select#context").count():
             dr.get_by_label("Context", exact=True).select_option("titration")
         else:
-            dr.get_by_label("Titration", exact=True).check()
+            dr.locator("#context-titration").check()
         dr.locator("#review-button, button[value=review]").first.click()
         dr.wait_for_load_state()
         dr.locator("#review").scroll_into_view_if_needed()

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from openitb.clinic.accounts import require, require_patient_access
 from openitb.clinic.clock import set_demo_clock
-from openitb.clinic.driving import Planned, apply_on, patient_facts, review_on
+from openitb.clinic.driving import Planned, apply_on, patient_facts, review_on, step_choices_on
 from openitb.clinic.pumps import PumpGateway, PumpReading
 from openitb.clinic.review_binding import ChangedSinceReview, state_token
 from openitb.clinic.uow import Conflict, UnitOfWork, snapshot
@@ -24,6 +24,7 @@ from openitb.errors import InvalidInput, InvalidInputs, RefusedOperation
 from openitb.pump.alarms import CRITICAL
 from openitb.pump.status import PumpStatus
 from openitb.safety import proposals as sp
+from openitb.safety import StepChoices
 from openitb.safety.rules import stop_rule
 from openitb.store.models import (
     Alarm,
@@ -449,9 +450,19 @@ def _program(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
     p = _patient(uow, patient_id)
     pump = active_pump(uow, p)
     context = Context(_choice(fields, "context", tuple(c.value for c in Context))
-                      if fields.get("context") else "maintenance")
+                      if fields.get("context") else "maintenance")  # the API's documented default
     proposal = sp.ProgramChange(_parse_program(fields), context)
     return (*_drive(uow, pump, "program", proposal, p, fields, token), p, pump)
+
+
+def program_steps(uow: UnitOfWork, patient_id: object) -> dict[Context, StepChoices]:
+    """The steps of daily dose the kernel's rules allow now, per context, from one read of the
+    pump (nothing written, nothing stored)."""
+    require(uow.actor, "program", uow)
+    p = _patient(uow, patient_id)
+    pump = active_pump(uow, p)
+    with _gateway(uow).session(pump, uow.now) as s:
+        return step_choices_on(s, uow.actor, patient_facts(p, uow.now.date()), tuple(Context))
 
 
 def program_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:

@@ -415,11 +415,28 @@ def implant_form(request: Request, patient_id: str, actor: Actor = need("implant
                                             "values": {}, "error": None})
 
 
+CONFIRM_MISSING = "Nothing was written: tick this box to confirm you have checked the review."
+
+
+def confirm_missing(data: Mapping[str, Any], review: Any) -> str | None:
+    """The word beside the confirmation tick when the write button was pressed without it."""
+    if (review is not None and not review.refused and data.get("action") == "write"
+            and data.get("confirmed") != "on"):
+        return CONFIRM_MISSING
+    return None
+
+
 def _review_then_confirm(request: Request, actor: Actor, data: dict[str, Any],
                          review: Any, confirm: Any) -> tuple[Any, Any, str | None, int]:
     """One form, two steps. Without ``confirmed``: the review (nothing written). With it: the
     confirm, bound to the token of the review shown; if the form or the pump changed since,
     409 and the new review to check. Returns (review, written row, error, status)."""
+    if data.get("action") == "write" and data.get("confirmed") != "on":
+        try:  # the write button without the tick: nothing written, the review and a word
+            with uow(request, actor) as u:
+                return review(u), None, None, 422
+        except OpenITBError as exc:
+            return None, None, error_text(exc), 422
     if data.get("confirmed") == "on":
         try:
             with uow(request, actor) as u:
@@ -453,31 +470,74 @@ async def implant(request: Request, patient_id: str, actor: Actor = need("implan
     return render(request, "implant.html", {
         **record, "profiles": load_catalog().pumps,
         "concentrations": load_library().known_concentrations(), "values": data,
-        "review": review, "error": error}, status=status)
+        "review": review, "error": error, "confirm_error": confirm_missing(data, review)},
+        status=status)
 
 
 # ---- programming -----------------------------------------------------------------------------
-@router.get("/patients/{patient_id}/program")
-def program_form(request: Request, patient_id: str, actor: Actor = need("program")) -> Response:
+CONTEXT_MISSING = InvalidInput("context", "", "titration or maintenance, chosen for this "
+                               "change: the step allowed per 24 h depends on it")
+
+
+def _program_page(request: Request, actor: Actor, patient_id: str, values: Mapping[str, Any],
+                  review: Any, error: str | None, field_errors: dict[str, str],
+                  status: int = 200) -> Response:
     with uow(request, actor) as u:
         record = queries.patient_record(u, patient_id)
-    return render(request, "program.html", {**record, "values": {}, "review": None,
-                                            "error": None})
+    steps: dict[str, Any] = {}
+    if record["pump"] is not None and review is None:
+        try:  # the kernel's step helper: one read of the pump, nothing written
+            with uow(request, actor) as u:
+                steps = {c.value: v for c, v in services.program_steps(u, patient_id).items()}
+        except OpenITBError:
+            steps = {}
+    return render(request, "program.html", {
+        **record, "values": values, "review": review, "error": error, "steps": steps,
+        "field_errors": field_errors, "confirm_error": confirm_missing(values, review)},
+        status=status)
+
+
+@router.get("/patients/{patient_id}/program")
+def program_form(request: Request, patient_id: str, actor: Actor = need("program")) -> Response:
+    return _program_page(request, actor, patient_id, {}, None, None, {})
 
 
 @router.post("/patients/{patient_id}/program")
 async def program(request: Request, patient_id: str, actor: Actor = need("program")) -> Response:
-    """Without ``confirmed``: the side-by-side review. With it: write what was reviewed."""
+    """Without ``confirmed``: the side-by-side review. With it: write what was reviewed. The
+    context (titration or maintenance) is chosen on the page, never assumed. A step button of
+    the helper without script (``pick`` = "context dose") reviews that dose."""
     data = await form_of(request)
+    pick = data.pop("pick", "").split()
+    if len(pick) == 2:
+        data.update({"context": pick[0], "dose_per_day": pick[1], "mode": "continuous"})
+    if not data.get("context"):
+        return _program_page(request, actor, patient_id, data, None, None,
+                             {"context": error_text(CONTEXT_MISSING)}, status=422)
+    with uow(request, actor) as u:
+        pump = queries.patient_record(u, patient_id)["pump"]
+        old_refill_by = pump.refill_by if pump is not None else None
     review, row, error, status = _review_then_confirm(
         request, actor, data, lambda u: services.program_review(u, patient_id, data),
         lambda u: services.program(u, patient_id, data))
     if row is not None:
+        with uow(request, actor) as u:
+            pump = queries.patient_record(u, patient_id)["pump"]
+        security.flash(request.state.session, program_written(
+            row.dose_per_day, data["context"], old_refill_by,
+            pump.refill_by if pump is not None else None))
         return redirect(f"/patients/{patient_id}")
-    with uow(request, actor) as u:
-        record = queries.patient_record(u, patient_id)
-    return render(request, "program.html", {**record, "values": data, "review": review,
-                                            "error": error}, status=status)
+    return _program_page(request, actor, patient_id, data, review, error, {}, status=status)
+
+
+def program_written(dose: float, context: str, old: Any, new: Any) -> str:
+    """The confirmation after a program is written, saying whether the refill date moved."""
+    text = f"Program written: {dose:g} mcg/day ({context})."
+    if new is not None and old is not None and new.date() != old.date():
+        text += f" The next refill moved to {new:%Y-%m-%d} (was {old:%Y-%m-%d})."
+    elif new is not None:
+        text += f" Next refill by {new:%Y-%m-%d} (unchanged)."
+    return text
 
 
 # ---- refill ----------------------------------------------------------------------------------
@@ -507,6 +567,7 @@ async def refill(request: Request, patient_id: str, actor: Actor = need("refill"
         record = queries.patient_record(u, patient_id)
     return render(request, "refill.html", {**record, "values": data, "review": review,
                                            "error": error,
+                                           "confirm_error": confirm_missing(data, review),
                                            "concentrations": load_library().known_concentrations()},
                   status=status)
 
@@ -563,7 +624,8 @@ async def replace(request: Request, patient_id: str,
     return render(request, "replace.html", {
         **record, "profiles": load_catalog().pumps,
         "concentrations": load_library().known_concentrations(), "values": data,
-        "review": review, "error": error}, status=status)
+        "review": review, "error": error, "confirm_error": confirm_missing(data, review)},
+        status=status)
 
 
 # ---- alarms, clock ---------------------------------------------------------------------------
