@@ -673,13 +673,55 @@ def _admin_page(request: Request, actor: Actor, link: dict[str, str] | None = No
                 error: str | None = None, status: int = 200) -> Response:
     from sqlalchemy import select
 
-    from openitb.store.models import User
+    from openitb.store.models import Patient, User
 
+    q = request.query_params
+    page = _int_param(q.get("page"), 1)
+    patient = _int_param(q.get("patient"), 0) or None
+    user, action = q.get("user", "")[:80], q.get("action", "")[:60]
     with uow(request, actor) as u:
         users = list(u.session.scalars(select(User).order_by(User.username)))
-        trail = queries.audit_trail(u, 100)
-    return render(request, "admin.html", {"users": users, "trail": trail, "error": error,
-                                          "link": link}, status)
+        linked = {p.id: p.name for p in u.session.scalars(select(Patient).where(
+            Patient.id.in_([x.patient_id for x in users if x.patient_id])))}
+        trail, total = queries.audit_page(u, page, user=user, action=action, patient=patient)
+        who, actions = queries.audit_choices(u)
+    pages = max(1, -(-total // queries.AUDIT_PAGE))
+    filters = {"user": user, "action": action, "patient": str(patient or "")}
+    return render(request, "admin.html", {
+        "users": users, "linked": linked, "trail": [(e, audit_changes(e)) for e in trail],
+        "total": total, "page": page, "pages": pages, "filters": filters,
+        "who": who, "actions": actions, "error": error, "link": link}, status)
+
+
+def _int_param(raw: str | None, default: int) -> int:
+    """A whole number from 1 from the query string, else ``default``."""
+    try:
+        return max(1, min(int(raw), 10**9)) if raw else default
+    except ValueError:
+        return default
+
+
+AUDIT_VALUE_CHARS = 120  # what the audit page shows of one value (the full row is in the API)
+
+
+def audit_changes(entry: Any) -> list[tuple[str, str, str]]:
+    """The fields an audit row changed, as (field, before, after), each readable: a created
+    row lists its fields with an empty before, a removed one its fields with an empty after."""
+    before, after = entry.before or {}, entry.after or {}
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        return [("value", _shown(before), _shown(after))]
+    keys = [k for k in {**before, **after} if before.get(k) != after.get(k)]
+    return [(labels.field_label(k), _shown(before.get(k)), _shown(after.get(k))) for k in keys]
+
+
+def _shown(value: Any) -> str:
+    import json
+
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, default=str,
+                                                          ensure_ascii=False)
+    return text if len(text) <= AUDIT_VALUE_CHARS else text[:AUDIT_VALUE_CHARS] + "..."
 
 
 def password_url(request: Request, token: str) -> str:
