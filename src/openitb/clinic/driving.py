@@ -19,10 +19,10 @@ from typing import Any
 from openitb.clinic.pumps import PumpSession
 from openitb.clinic.review_binding import ChangedSinceReview
 from openitb.clinic.uow import Actor, Forbidden
+from openitb.drugs import Context
 from openitb.errors import RefusedOperation
 from openitb.programmer.workflows import Outcome, Programmer
 from openitb.safety import Actor as KernelActor
-from openitb.drugs import Context
 from openitb.safety import PatientFacts, Review, StepChoices, parse_role, step_choices
 from openitb.safety import proposals as pr
 from openitb.store.models import Patient

@@ -23,8 +23,8 @@ from openitb.drugs import Context, Origin, load_library
 from openitb.errors import InvalidInput, InvalidInputs, RefusedOperation
 from openitb.pump.alarms import CRITICAL
 from openitb.pump.status import PumpStatus
-from openitb.safety import proposals as sp
 from openitb.safety import StepChoices
+from openitb.safety import proposals as sp
 from openitb.safety.rules import stop_rule
 from openitb.store.models import (
     Alarm,

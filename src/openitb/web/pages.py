@@ -12,11 +12,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from openitb.clinic import accounts, labels, queries, services
-from openitb.clinic.uow import Actor, brief
+from openitb.clinic.uow import Actor
 from openitb.devices import load_catalog
 from openitb.drugs import load_library
-from openitb.therapy.screening import MAS_GRADES
 from openitb.errors import InvalidInput, InvalidInputs, OpenITBError, RefusedOperation
+from openitb.therapy.screening import MAS_GRADES
 from openitb.web import charts, security
 from openitb.web.deps import check_csrf, need, sign_in, signed_in, uow
 
