@@ -208,8 +208,8 @@ def set_checklist(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]
 def _mas(raw: Any, key: str, errors: list[InvalidInput]) -> dict[str, float]:
     """Scores by muscle group; each bad one is added to ``errors`` (named by its group)."""
     if not isinstance(raw, Mapping) or not raw:
-        errors.append(InvalidInput(key, raw if raw else "",
-                                   f"scores by muscle group, e.g. {{'{MUSCLE_GROUPS[0]}': 3}}"))
+        errors.append(InvalidInput(key, raw if raw else "", "at least one muscle group "
+                                   f"graded before and after, e.g. {{'{MUSCLE_GROUPS[0]}': 3}}"))
         return {}
     out: dict[str, float] = {}
     for group, score in raw.items():

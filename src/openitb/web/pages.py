@@ -354,7 +354,8 @@ def _screening_field(exc: InvalidInput, rows: list[int]) -> tuple[str, str]:
                 exc.sentence(f"{labels.human(group, 'muscle_group')}, MAS {side} {bolus}"))
     if part in ("mas_before", "mas_after"):
         return (f"before_{i}_{services.MUSCLE_GROUPS[0]}",
-                exc.sentence(f"The muscle groups scored for {bolus}"))
+                InvalidInput(exc.field, exc.given, "at least one muscle group, before and after")
+                .sentence(f"A grade for {bolus}"))
     if part == "effect_hours":
         return f"effect_{i}", exc.sentence(f"Effect lasted after {bolus}")
     return f"given_{i}", exc.sentence(bolus[:1].upper() + bolus[1:])

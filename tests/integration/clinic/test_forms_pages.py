@@ -128,3 +128,17 @@ def test_acknowledge_without_note_says_it_in_words(demo_clinic: Clinic) -> None:
     text = html.unescape(r.text)
     assert "Note is required (at least 3 characters, saying what was done)." in text
     assert "got ''" not in text
+
+
+def test_a_ticked_dose_without_grades_is_named_in_words(demo_clinic: Clinic) -> None:
+    pid = patient_ids(demo_clinic)["ITB-1010"]
+    c = form_client(demo_clinic, "dr.rivera")
+    t = page_csrf(c.get(f"/patients/{pid}/screening").text)
+    r = c.post(f"/patients/{pid}/screening", data={"csrf_token": t, "given_0": "on",
+                                                   "effect_0": "4"})
+    page = html.unescape(r.text)
+    assert r.status_code == 422
+    assert ("A grade for the 50 mcg bolus is required (at least one muscle group, before and "
+            "after).") in page
+    assert "{'hip_flexors'" not in page  # no code in the sentence
+    assert 'value="4"' in page
