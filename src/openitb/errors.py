@@ -30,7 +30,8 @@ class InvalidInput(OpenITBError, ValueError):
                 isinstance(given, (list, tuple, dict)) and not given):
             return f"{name} is required ({allowed})."
         text = given if isinstance(given, str) else repr(given)
-        text = text if len(text) <= SENTENCE_GIVEN_CHARS else text[:SENTENCE_GIVEN_CHARS] + "..."
+        if len(text) > SENTENCE_GIVEN_CHARS:
+            text = f"{text[:SENTENCE_GIVEN_CHARS]}... ({len(text)} characters)"
         return f"{name}: \u201c{text}\u201d is not accepted; allowed: {allowed}."
 
 
