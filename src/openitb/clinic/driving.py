@@ -19,10 +19,11 @@ from typing import Any
 from openitb.clinic.pumps import PumpSession
 from openitb.clinic.review_binding import ChangedSinceReview
 from openitb.clinic.uow import Actor, Forbidden
+from openitb.drugs import Context
 from openitb.errors import RefusedOperation
 from openitb.programmer.workflows import Outcome, Programmer
 from openitb.safety import Actor as KernelActor
-from openitb.safety import PatientFacts, Review, parse_role
+from openitb.safety import PatientFacts, Review, StepChoices, parse_role, step_choices
 from openitb.safety import proposals as pr
 from openitb.store.models import Patient
 
@@ -68,6 +69,14 @@ def review_on(s: PumpSession, kind: str, proposal: pr.Proposal, actor: Actor,
     """The kernel's review of ``proposal`` on the session's pump (one read, nothing written)."""
     rv = programmer(s, actor, patient).review(proposal)
     return Planned(kind, rv, dict(s.last_status or {}), rv.token)
+
+
+def step_choices_on(s: PumpSession, actor: Actor, patient: PatientFacts,
+                    contexts: tuple[Context, ...]) -> dict[Context, StepChoices]:
+    """The kernel's step helper for each context, from one read of the session's pump."""
+    snap = programmer(s, actor, patient).snapshot()
+    return {c: step_choices(c, snap.state, snap.history, patient, snap.state.time)
+            for c in contexts}
 
 
 def apply_on(s: PumpSession, kind: str, proposal: pr.Proposal, actor: Actor,

@@ -46,6 +46,52 @@ DASHBOARD_KIND = {
     "refill_due": "Refill due",
     "eri": "Battery replacement due",
 }
+# Form and API fields, as an error message names them.
+FIELD = {
+    "note": "Note",
+    "withdrawn_ml": "Volume withdrawn",
+    "volume_ml": "Volume filled",
+    "concentration": "Concentration",
+    "compounded": "Compounded",
+    "dose_per_day": "Daily dose",
+    "steps": "Flex steps",
+    "context": "Context",
+    "mode": "Mode",
+    "serial": "Serial number",
+    "profile": "Pump model",
+    "catheter_length_cm": "Catheter length",
+    "catheter_replaced": "Catheter replaced",
+    "tip_level": "Catheter tip level",
+    "override_reason": "Override reason",
+    "review_token": "Review",
+    "confirmed": "Confirmation",
+    "username": "Username",
+    "display_name": "Display name",
+    "role": "Role",
+    "current_password": "Current password",
+    "new_password": "New password",
+    "confirm_password": "Password typed again",
+    "name": "Name",
+    "mrn": "Medical record number",
+    "birth_date": "Date of birth",
+    "origin": "Origin of spasticity",
+    "diagnosis": "Diagnosis",
+    "weight_kg": "Weight",
+    "injury_level": "Injury level",
+    "emergency_contact": "Emergency contact",
+    "phone": "Phone",
+    "version": "Version",
+    "page": "Page",
+    "minutes": "Scan length",
+    "planned_date": "Planned date",
+    "patient_id": "Patient",
+    "user_id": "User",
+    "doses": "Screening doses",
+    "dose_mcg": "Bolus dose",
+    "effect_hours": "Effect lasted",
+    "mas_before": "MAS before",
+    "mas_after": "MAS after",
+}
 
 # The pump's state at a glance (clinic/pump_state.py), for clinicians; patients read the plain words
 # of pump_state.PumpState.plain.
@@ -99,6 +145,7 @@ TABLES: Mapping[str, Mapping[str, str]] = {
     "alarm": ALARM, "stage": STAGE, "muscle_group": MUSCLE_GROUP, "role": ROLE,
     "dashboard_kind": DASHBOARD_KIND, "pump_state": PUMP_STATE,
     "pump_state_severity": PUMP_STATE_SEVERITY, "visit_kind": VISIT_KIND, "guardrail": GUARDRAIL,
+    "field": FIELD,
 }
 
 
@@ -110,3 +157,16 @@ def human(code: object, table: str | None = None) -> str:
         if key in labels:
             return labels[key]
     return key.replace("_", " ")
+
+
+def field_label(path: str) -> str:
+    """A field as people read it: ``doses[0].mas_after.hip_adductors`` -> "Screening doses 1,
+    MAS after, Hip adductors" (each part from FIELD or MUSCLE_GROUP, list positions from 1)."""
+    parts = []
+    for part in str(path).split("."):
+        name, _, index = part.partition("[")
+        label = human(name, "field") if name in FIELD else human(name)
+        if index.rstrip("]").isdigit():
+            label += f" {int(index.rstrip(']')) + 1}"
+        parts.append(label[:1].upper() + label[1:])
+    return ", ".join(p for p in parts if p)

@@ -416,3 +416,35 @@ def refill_appointments(uow: UnitOfWork) -> list[tuple[int, str, str, datetime, 
         .join(Patient, Patient.id == Pump.patient_id)
         .where(Pump.active, Pump.refill_by.is_not(None)).order_by(Pump.refill_by)).all()
     return [(a, b, c, d, e) for a, b, c, d, e in rows]
+
+
+AUDIT_PAGE = 50  # rows of the audit page, newest first
+
+
+def audit_page(uow: UnitOfWork, page: int = 1, *, user: str = "", action: str = "",
+               patient: int | None = None) -> tuple[list[AuditEntry], int]:
+    """One page of the audit trail, newest first, filtered by user, action and patient (the
+    patient's own row, or any row whose before or after names the patient); and the count."""
+    require(uow.actor, "audit", uow)
+    q = select(AuditEntry)
+    if user:
+        q = q.where(AuditEntry.actor == user[:80])
+    if action:
+        q = q.where(AuditEntry.action == action[:60])
+    if patient is not None:
+        q = q.where(or_((AuditEntry.entity == "patient") & (AuditEntry.entity_id == str(patient)),
+                        AuditEntry.after["patient_id"].as_integer() == patient,
+                        AuditEntry.before["patient_id"].as_integer() == patient))
+    total = uow.session.scalar(select(func.count()).select_from(q.subquery())) or 0
+    rows = list(uow.session.scalars(q.order_by(AuditEntry.id.desc())
+                                    .offset((max(1, page) - 1) * AUDIT_PAGE).limit(AUDIT_PAGE)))
+    return rows, int(total)
+
+
+def audit_choices(uow: UnitOfWork) -> tuple[list[str], list[str]]:
+    """The users and the actions the audit trail holds (for its filters)."""
+    require(uow.actor, "audit", uow)
+    users = list(uow.session.scalars(select(AuditEntry.actor).distinct().order_by(AuditEntry.actor)))
+    actions = list(uow.session.scalars(select(AuditEntry.action).distinct()
+                                       .order_by(AuditEntry.action)))
+    return users, actions

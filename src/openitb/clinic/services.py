@@ -15,15 +15,16 @@ from sqlalchemy import func, select
 from openitb.clinic.accounts import require, require_patient_access
 from openitb.clinic.alarm_forecast import STOP_AFTER, fleet_forecasts, next_alarm
 from openitb.clinic.clock import set_demo_clock
-from openitb.clinic.driving import Planned, apply_on, patient_facts, review_on
+from openitb.clinic.driving import Planned, apply_on, patient_facts, review_on, step_choices_on
 from openitb.clinic.pumps import PumpGateway, PumpReading
 from openitb.clinic.review_binding import ChangedSinceReview, state_token
 from openitb.clinic.uow import Conflict, UnitOfWork, snapshot
 from openitb.devices import get_pump, load_catalog
 from openitb.drugs import Context, Origin, load_library
-from openitb.errors import InvalidInput, RefusedOperation
+from openitb.errors import InvalidInput, InvalidInputs, RefusedOperation
 from openitb.pump.alarms import CRITICAL
 from openitb.pump.status import PumpStatus
+from openitb.safety import StepChoices
 from openitb.safety import proposals as sp
 from openitb.safety.rules import stop_rule
 from openitb.store.models import (
@@ -38,7 +39,7 @@ from openitb.store.models import (
 )
 from openitb.therapy.prescription import Continuous, Prescription, parse_prescription
 from openitb.therapy.refill import DEFAULT_MAX_INTERVAL_DAYS, project_refill
-from openitb.therapy.screening import ScreeningDose, evaluate_screening
+from openitb.therapy.screening import ScreeningDose, evaluate_screening, parse_mas
 from openitb.units import McgPerDay, McgPerMl, Micrograms, Milliliters
 
 STAGES = ("candidate", "screening", "screened", "not_candidate", "implanted", "explanted")
@@ -51,6 +52,7 @@ CHECKLIST = {
 }
 MUSCLE_GROUPS = ("hip_flexors", "hip_adductors", "knee_extensors", "knee_flexors",
                  "ankle_plantarflexors", "elbow_flexors", "wrist_flexors")
+ACK_NOTE_MIN = 3  # an acknowledgement says what was done, in a few words at least
 _LEVEL = re.compile(r"^(C[1-8]|T([1-9]|1[0-2])|L[1-5]|S[1-5])$")
 _PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")  # E.164: a country code, at most 15 digits
 _PHONE_SEPARATORS = str.maketrans("", "", " -.()/")
@@ -61,7 +63,7 @@ def _text(fields: Mapping[str, Any], key: str, *, max_len: int = 200, required: 
     raw = fields.get(key)
     value = "" if raw is None else str(raw).strip()
     if required and not value:
-        raise InvalidInput(key, raw, f"a non-empty text up to {max_len} characters")
+        raise InvalidInput(key, raw, f"text of up to {max_len} characters")
     if len(value) > max_len:
         raise InvalidInput(key, f"{len(value)} characters", f"at most {max_len} characters")
     if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
@@ -225,14 +227,22 @@ def set_checklist(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]
     return p
 
 
-def _mas(raw: Any, key: str) -> dict[str, float]:
+def _mas(raw: Any, key: str, errors: list[InvalidInput]) -> dict[str, float]:
+    """Scores by muscle group; each bad one is added to ``errors`` (named by its group)."""
     if not isinstance(raw, Mapping) or not raw:
-        raise InvalidInput(key, raw, f"scores by muscle group, e.g. {{'{MUSCLE_GROUPS[0]}': 3}}")
+        errors.append(InvalidInput(key, raw if raw else "", "at least one muscle group "
+                                   f"graded before and after, e.g. {{'{MUSCLE_GROUPS[0]}': 3}}"))
+        return {}
     out: dict[str, float] = {}
     for group, score in raw.items():
         if group not in MUSCLE_GROUPS:
-            raise InvalidInput(f"{key}.{group}", group, f"one of {', '.join(MUSCLE_GROUPS)}")
-        out[group] = _number({group: score}, group, 0, 4, "(MAS 0-4, 1+ as 1.5)")
+            errors.append(InvalidInput(f"{key}.{group}", group,
+                                       f"one of {', '.join(MUSCLE_GROUPS)}"))
+            continue
+        try:
+            out[group] = parse_mas(score, f"{key}.{group}")
+        except InvalidInput as exc:
+            errors.append(exc)
     return out
 
 
@@ -247,19 +257,30 @@ def record_screening(uow: UnitOfWork, patient_id: object, doses: Sequence[Mappin
         raise InvalidInput("doses", doses, "1 to 3 screening doses (50, 75, 100 mcg)")
     trial: list[ScreeningDose] = []
     stored: list[dict[str, Any]] = []
+    errors: list[InvalidInput] = []  # every bad entry of the form at once, each by its field
     for i, d in enumerate(doses):
-        before = _mas(d.get("mas_before"), f"doses[{i}].mas_before")
-        after = _mas(d.get("mas_after"), f"doses[{i}].mas_after")
-        if set(before) != set(after):
-            raise InvalidInput(f"doses[{i}].mas_after", sorted(after),
-                               f"the same muscle groups as before: {', '.join(sorted(before))}")
-        groups = sorted(before)
-        dose = _number(d, "dose_mcg", 1, 100, "mcg") if "dose_mcg" in d else 0.0
-        effect = _number(d, "effect_hours", 0, 48, "h") if d.get("effect_hours") not in (None, "") else 0.0
+        before = _mas(d.get("mas_before"), f"doses[{i}].mas_before", errors)
+        after = _mas(d.get("mas_after"), f"doses[{i}].mas_after", errors)
+        for g in sorted(set(before) - set(after)):
+            errors.append(InvalidInput(f"doses[{i}].mas_after.{g}", "",
+                                       "a grade after the dose, as it was scored before"))
+        for g in sorted(set(after) - set(before)):
+            errors.append(InvalidInput(f"doses[{i}].mas_before.{g}", "",
+                                       "a grade before the dose, as it was scored after"))
+        groups = sorted(set(before) & set(after))
+        try:
+            dose = _number(d, "dose_mcg", 1, 100, "mcg") if "dose_mcg" in d else 0.0
+            effect = (_number(d, "effect_hours", 0, 48, "h")
+                      if d.get("effect_hours") not in (None, "") else 0.0)
+        except InvalidInput as exc:
+            errors.append(InvalidInput(f"doses[{i}].{exc.field}", exc.given, exc.allowed))
+            continue
         trial.append(ScreeningDose(Micrograms(dose), [before[g] for g in groups],
                                    [after[g] for g in groups], effect))
         stored.append({"dose_mcg": dose, "effect_hours": effect, "mas_before": before,
                        "mas_after": after})
+    if errors:
+        raise InvalidInputs(errors)
     outcome = evaluate_screening(trial)
     s = Screening(patient_id=p.id, started_at=started_at or uow.now, doses=stored,
                   responder=outcome.responder,
@@ -451,9 +472,19 @@ def _program(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any],
     p = _patient(uow, patient_id)
     pump = active_pump(uow, p)
     context = Context(_choice(fields, "context", tuple(c.value for c in Context))
-                      if fields.get("context") else "maintenance")
+                      if fields.get("context") else "maintenance")  # the API's documented default
     proposal = sp.ProgramChange(_parse_program(fields), context)
     return (*_drive(uow, pump, "program", proposal, p, fields, token), p, pump)
+
+
+def program_steps(uow: UnitOfWork, patient_id: object) -> dict[Context, StepChoices]:
+    """The steps of daily dose the kernel's rules allow now, per context, from one read of the
+    pump (nothing written, nothing stored)."""
+    require(uow.actor, "program", uow)
+    p = _patient(uow, patient_id)
+    pump = active_pump(uow, p)
+    with _gateway(uow).session(pump, uow.now) as s:
+        return step_choices_on(s, uow.actor, patient_facts(p, uow.now.date()), tuple(Context))
 
 
 def program_review(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Planned:
@@ -577,9 +608,10 @@ def refill(uow: UnitOfWork, patient_id: object, fields: Mapping[str, Any]) -> Re
 def acknowledge_alarm(uow: UnitOfWork, alarm_id: object, note: object) -> Alarm:
     require(uow.actor, "acknowledge", uow)
     alarm: Alarm = uow.get(Alarm, alarm_id, "alarm")
-    text = _text({"note": note}, "note", max_len=2000)
-    if len(text) < 3:
-        raise InvalidInput("note", text, "a note of at least 3 characters saying what was done")
+    text = _text({"note": note}, "note", max_len=2000, required=False)
+    if len(text) < ACK_NOTE_MIN:
+        raise InvalidInput("note", text,
+                           f"at least {ACK_NOTE_MIN} characters, saying what was done")
     if alarm.acknowledged_at is not None:
         raise RefusedOperation(f"alarm {alarm.id} was acknowledged at {alarm.acknowledged_at:%Y-%m-%d %H:%M} "
                                f"by {alarm.acknowledged_by}", code="conflict")

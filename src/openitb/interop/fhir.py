@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from openitb.interop import terminology as t
 from openitb.store.models import Patient, Program, Pump, Refill, Screening
+from openitb.therapy.screening import MAS_GRADES, mas_grade
 
 DEFAULT_IDENTIFIER_SYSTEM = "urn:openitb:local-clinic:mrn"
 ENV_IDENTIFIER_SYSTEM = "OPENITB_FHIR_IDENTIFIER_SYSTEM"
@@ -80,7 +81,7 @@ def _when(at: datetime) -> str:
 
 def mas_code(score: float) -> dict[str, Any]:
     """A stored score (0-4, 1+ stored as 1.5) as the coded Modified Ashworth answer."""
-    key = {0.0: "0", 1.0: "1", 1.5: "1+", 2.0: "2", 3.0: "3", 4.0: "4"}.get(float(score))
+    key = mas_grade(score)
     if key is None:  # not one of the six grades: keep the number as text, never a wrong code
         return {"text": f"{score:g} (not a Modified Ashworth grade)"}
     return t.concept(f"MAS {key}", t.coding(t.MAS_GRADE_SYSTEM, key, t.MAS_GRADES[key]))
@@ -90,7 +91,7 @@ def mas_score(answer: dict[str, Any]) -> float:
     """Inverse of :func:`mas_code` (for the importer)."""
     for c in answer.get("coding", []):
         if c.get("system") == t.MAS_GRADE_SYSTEM:
-            return {"0": 0.0, "1": 1.0, "1+": 1.5, "2": 2.0, "3": 3.0, "4": 4.0}[c["code"]]
+            return MAS_GRADES[c["code"]]
     raise ValueError(f"not a coded Modified Ashworth grade: {answer}")
 
 

@@ -39,13 +39,14 @@ from openitb.safety.review import (
     review_token,
 )
 from openitb.safety.state import PatientLimitsState, PumpState, pump_state_from_status
+from openitb.safety.steps import StepChoice, StepChoices, step_choices
 
 __all__ = [
     "Actor", "BridgePlan", "ClinicianBolus", "Decision", "History", "HistoryEvent",
     "HistoryKind", "Implant", "LowAlarm", "Override", "PatientBolusRequest", "PatientFacts",
     "PatientLimits", "PatientLimitsState", "Permissions", "Priming", "PrimingPlan", "ProgramChange",
     "Projection", "Proposal", "PumpState", "Refill", "Replacement", "Review", "Role", "Row",
-    "StartTherapy", "StopTherapy", "Verdict", "VolumeBolus", "WireCommand", "bridge_bolus",
+    "StartTherapy", "StepChoice", "StepChoices", "StopTherapy", "Verdict", "VolumeBolus", "WireCommand", "bridge_bolus",
     "history_from_report", "load_permissions", "parse_role", "priming_bolus",
-    "pump_state_from_status", "review", "review_token",
+    "pump_state_from_status", "review", "review_token", "step_choices",
 ]

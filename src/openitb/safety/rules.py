@@ -153,14 +153,20 @@ def daily_bounds_rule(daily_mcg: float, history: History, patient: PatientFacts,
     return Verdict("dose.daily_bounds", cls, reason, lib.bounds(pop).source)
 
 
+def step_reference(state: PumpState, history: History, at: datetime) -> list[float]:
+    """The continuous daily doses in force in the last 24 h (the step's reference: an increase
+    is judged from the lowest, a decrease from the highest)."""
+    current = (state.program.daily_dose().value
+               if state.program is not None and state.program.repeats_daily else None)
+    return [d for d in history.continuous_doses_in_window(at, current) if d > 0]
+
+
 def step_rule(proposed_daily: float, context: Context, state: PumpState, history: History,
               patient: PatientFacts, at: datetime, lib: DrugLibrary) -> Verdict:
     """The label step per 24 h, from the 24 h reference: an increase from the lowest continuous
     daily dose in force in the window, a decrease from the highest; boluses of the window count
     on top of the proposed dose."""
-    current = (state.program.daily_dose().value
-               if state.program is not None and state.program.repeats_daily else None)
-    doses = [d for d in history.continuous_doses_in_window(at, current) if d > 0]
+    doses = step_reference(state, history, at)
     pop = patient.population
     origin = patient.spasticity_origin
     limit = lib.change_limit_for(pop, origin, context)

@@ -15,6 +15,39 @@ from openitb.units import Hours, McgPerDay, Micrograms
 # and/or spasm frequency or severity" without a number).
 DEFAULT_MAS_RESPONSE_POINTS = 1.0
 
+# The six grades of the Modified Ashworth Scale as clinics write them (Bohannon & Smith 1987,
+# Phys Ther 67:206) and the number each is stored and averaged as: 1+ lies between 1 and 2.
+MAS_GRADES: dict[str, float] = {"0": 0.0, "1": 1.0, "1+": 1.5, "2": 2.0, "3": 3.0, "4": 4.0}
+MAS_ALLOWED = "a Modified Ashworth grade: 0, 1, 1+, 2, 3 or 4"
+
+
+def parse_mas(raw: object, field: str) -> float:
+    """The one reader of a Modified Ashworth grade typed or sent from outside: "0", "1", "1+",
+    "2", "3", "4" (or their stored numbers, 1.5 for 1+); anything else is refused."""
+    if isinstance(raw, bool):
+        raise InvalidInput(field, raw, MAS_ALLOWED)
+    if isinstance(raw, int | float):
+        for value in MAS_GRADES.values():
+            if raw == value:
+                return value
+        raise InvalidInput(field, raw, MAS_ALLOWED)
+    text = "" if raw is None else "".join(str(raw).split())
+    if text in MAS_GRADES:
+        return MAS_GRADES[text]
+    try:
+        number = float(text)
+    except ValueError:
+        raise InvalidInput(field, raw, MAS_ALLOWED) from None
+    return parse_mas(number, field)
+
+
+def mas_grade(score: float) -> str | None:
+    """The grade a stored score stands for ("1+" for 1.5), None if it is not one of the six."""
+    for grade, value in MAS_GRADES.items():
+        if float(score) == value:
+            return grade
+    return None
+
 
 def screening_schedule(
     start: datetime, library: DrugLibrary | None = None, *, weight_kg: float | None = None
@@ -64,7 +97,7 @@ def first_pump_dose(
 @dataclass(frozen=True)
 class ScreeningDose:
     dose: Micrograms
-    mas_before: Sequence[float]  # per muscle group, 0-4 (1+ entered as 1.5)
+    mas_before: Sequence[float]  # per muscle group, 0-4 (1+ stored as 1.5)
     mas_after: Sequence[float]
     effect_hours: float = 0.0
 

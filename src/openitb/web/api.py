@@ -89,8 +89,9 @@ class Checklist(Bounded):
 class ScreeningDoseIn(BaseModel):
     dose_mcg: float
     effect_hours: float = 0
-    mas_before: dict[str, float]
-    mas_after: dict[str, float]
+    mas_before: dict[str, float | str] = Field(
+        description="Modified Ashworth grade by muscle group: 0, 1, \"1+\" (or 1.5), 2, 3, 4")
+    mas_after: dict[str, float | str] = Field(description="as mas_before, after the bolus")
 
 
 class ScreeningIn(BaseModel):

@@ -293,14 +293,17 @@ def create_app(clinic: Clinic, *, demo: bool = False, secure_cookies: bool | Non
         allowed = str(first.get("msg", "a valid value"))
         detail = {"error": "invalid", "field": field, "given": str(given)[:200],
                   "allowed": allowed, "errors": len(errors)}
+        from openitb.web.pages import error_text
+
         return page_error(request, 422, "Please correct the input",
-                          f"{field}: got {given!r}; {allowed}"[:500], detail)
+                          error_text(InvalidInput(field, given, allowed))[:500], detail)
 
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput) -> Response:
+        from openitb.web.pages import error_text
+
         given = brief(exc.given)
-        return page_error(request, 422, "Please correct the input",
-                          f"{exc.field}: got {given!r}; {exc.allowed}",
+        return page_error(request, 422, "Please correct the input", error_text(exc),
                           {"error": "invalid", "field": exc.field, "given": str(given),
                            "allowed": exc.allowed})
 

@@ -3,6 +3,7 @@ the role before it reads anything, and the use cases check again."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
@@ -10,11 +11,12 @@ from urllib.parse import urlparse
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from openitb.clinic import accounts, queries, services
-from openitb.clinic.uow import Actor, brief
+from openitb.clinic import accounts, labels, queries, services
+from openitb.clinic.uow import Actor
 from openitb.devices import load_catalog
 from openitb.drugs import load_library
-from openitb.errors import InvalidInput, OpenITBError, RefusedOperation
+from openitb.errors import InvalidInput, InvalidInputs, OpenITBError, RefusedOperation
+from openitb.therapy.screening import MAS_GRADES
 from openitb.web import charts, security
 from openitb.web.deps import check_csrf, need, sign_in, signed_in, uow
 
@@ -50,8 +52,12 @@ async def form_of(request: Request) -> dict[str, Any]:
 
 
 def error_text(exc: OpenITBError) -> str:
+    """The one wording of an error on a page: a bad input names its field by its label and
+    says what is allowed ("Note is required (at least 3 characters, saying what was done).")."""
+    if isinstance(exc, InvalidInputs):
+        return " ".join(error_text(e) for e in exc.errors)
     if isinstance(exc, InvalidInput):
-        return f"{exc.field}: got {brief(exc.given)!r}; {exc.allowed}"
+        return exc.sentence(labels.field_label(exc.field))
     if isinstance(exc, RefusedOperation):
         return exc.reason
     return str(exc)
@@ -334,18 +340,13 @@ async def checklist(request: Request, patient_id: str,
 
 
 # ---- screening, implant ----------------------------------------------------------------------
-@router.get("/patients/{patient_id}/screening")
-def screening_form(request: Request, patient_id: str,
-                   actor: Actor = need("screening")) -> Response:
-    with uow(request, actor) as u:
-        record = queries.patient_record(u, patient_id)
-    return render(request, "screening.html", {**record, "groups": services.MUSCLE_GROUPS,
-                                              "error": None})
+SCREENING_DOSES = (50, 75, 100)  # the form's three rows; the protocol itself is checked by the core
 
 
-def _screening_doses(data: Mapping[str, str]) -> list[dict[str, Any]]:
-    doses = []
-    for i, dose in enumerate((50, 75, 100)):
+def _screening_doses(data: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[int]]:
+    """The doses ticked as given, and for each its row of the form (to put errors back)."""
+    doses, rows = [], []
+    for i, dose in enumerate(SCREENING_DOSES):
         if data.get(f"given_{i}") != "on":
             continue
         before = {g: data[f"before_{i}_{g}"] for g in services.MUSCLE_GROUPS
@@ -354,21 +355,77 @@ def _screening_doses(data: Mapping[str, str]) -> list[dict[str, Any]]:
                  if data.get(f"after_{i}_{g}", "").strip()}
         doses.append({"dose_mcg": dose, "effect_hours": data.get(f"effect_{i}") or 0,
                       "mas_before": before, "mas_after": after})
-    return doses
+        rows.append(i)
+    return doses, rows
+
+
+_DOSE_FIELD = re.compile(r"^doses\[(\d+)\](?:\.(\w+))?(?:\.(\w+))?$")
+
+
+def _screening_field(exc: InvalidInput, rows: list[int]) -> tuple[str, str]:
+    """The form input an error of the screening belongs to, and its sentence named for it."""
+    m = _DOSE_FIELD.match(exc.field)
+    if not m or int(m.group(1)) >= len(rows):
+        return "given_0", exc.sentence(labels.field_label(exc.field))
+    i = rows[int(m.group(1))]
+    bolus = f"the {SCREENING_DOSES[i]} mcg bolus"
+    part, group = m.group(2), m.group(3)
+    if part in ("mas_before", "mas_after") and group in services.MUSCLE_GROUPS:
+        side = "before" if part == "mas_before" else "after"
+        return (f"{side}_{i}_{group}",
+                exc.sentence(f"{labels.human(group, 'muscle_group')}, MAS {side} {bolus}"))
+    if part in ("mas_before", "mas_after"):
+        return (f"before_{i}_{services.MUSCLE_GROUPS[0]}",
+                InvalidInput(exc.field, exc.given, "at least one muscle group, before and after")
+                .sentence(f"A grade for {bolus}"))
+    if part == "effect_hours":
+        return f"effect_{i}", exc.sentence(f"Effect lasted after {bolus}")
+    return f"given_{i}", exc.sentence(bolus[:1].upper() + bolus[1:])
+
+
+def _screening_errors(exc: OpenITBError, rows: list[int]) -> tuple[dict[str, str], str | None]:
+    """Errors by form input (shown beside each, and linked from the summary), or one message
+    when the refusal belongs to no field (e.g. the patient's stage)."""
+    if not isinstance(exc, InvalidInput):
+        return {}, error_text(exc)
+    fields: dict[str, str] = {}
+    for e in exc.errors if isinstance(exc, InvalidInputs) else [exc]:
+        name, text = _screening_field(e, rows)
+        fields.setdefault(name, text)
+    return fields, None
+
+
+def _screening_page(request: Request, actor: Actor, patient_id: str, values: dict[str, Any],
+                    field_errors: dict[str, str], error: str | None,
+                    status: int = 200) -> Response:
+    with uow(request, actor) as u:
+        record = queries.patient_record(u, patient_id)
+    return render(request, "screening.html", {
+        **record, "groups": services.MUSCLE_GROUPS, "doses": SCREENING_DOSES,
+        "grades": MAS_GRADES, "values": values, "field_errors": field_errors,
+        "error": error}, status=status)
+
+
+@router.get("/patients/{patient_id}/screening")
+def screening_form(request: Request, patient_id: str,
+                   actor: Actor = need("screening")) -> Response:
+    return _screening_page(request, actor, patient_id, {"given_0": "on"}, {}, None)
 
 
 @router.post("/patients/{patient_id}/screening")
 async def screening(request: Request, patient_id: str,
                     actor: Actor = need("screening")) -> Response:
+    """Record the trial; on any error the form comes back with every entry as typed and each
+    error beside its field."""
     data = await form_of(request)
+    doses, rows = _screening_doses(data)
     try:
         with uow(request, actor) as u:
-            services.record_screening(u, patient_id, _screening_doses(data))
+            services.record_screening(u, patient_id, doses)
     except OpenITBError as exc:
-        with uow(request, actor) as u:
-            record = queries.patient_record(u, patient_id)
-        return render(request, "screening.html", {**record, "groups": services.MUSCLE_GROUPS,
-                                                  "error": error_text(exc)}, status=422)
+        fields, error = _screening_errors(exc, rows)
+        return _screening_page(request, actor, patient_id, data, fields, error, status=422)
+    security.flash(request.state.session, "Screening recorded.")
     return redirect(f"/patients/{patient_id}")
 
 
@@ -381,11 +438,28 @@ def implant_form(request: Request, patient_id: str, actor: Actor = need("implant
                                             "values": {}, "error": None})
 
 
+CONFIRM_MISSING = "Nothing was written: tick this box to confirm you have checked the review."
+
+
+def confirm_missing(data: Mapping[str, Any], review: Any) -> str | None:
+    """The word beside the confirmation tick when the write button was pressed without it."""
+    if (review is not None and not review.refused and data.get("action") == "write"
+            and data.get("confirmed") != "on"):
+        return CONFIRM_MISSING
+    return None
+
+
 def _review_then_confirm(request: Request, actor: Actor, data: dict[str, Any],
                          review: Any, confirm: Any) -> tuple[Any, Any, str | None, int]:
     """One form, two steps. Without ``confirmed``: the review (nothing written). With it: the
     confirm, bound to the token of the review shown; if the form or the pump changed since,
     409 and the new review to check. Returns (review, written row, error, status)."""
+    if data.get("action") == "write" and data.get("confirmed") != "on":
+        try:  # the write button without the tick: nothing written, the review and a word
+            with uow(request, actor) as u:
+                return review(u), None, None, 422
+        except OpenITBError as exc:
+            return None, None, error_text(exc), 422
     if data.get("confirmed") == "on":
         try:
             with uow(request, actor) as u:
@@ -419,31 +493,74 @@ async def implant(request: Request, patient_id: str, actor: Actor = need("implan
     return render(request, "implant.html", {
         **record, "profiles": load_catalog().pumps,
         "concentrations": load_library().known_concentrations(), "values": data,
-        "review": review, "error": error}, status=status)
+        "review": review, "error": error, "confirm_error": confirm_missing(data, review)},
+        status=status)
 
 
 # ---- programming -----------------------------------------------------------------------------
-@router.get("/patients/{patient_id}/program")
-def program_form(request: Request, patient_id: str, actor: Actor = need("program")) -> Response:
+CONTEXT_MISSING = InvalidInput("context", "", "titration or maintenance, chosen for this "
+                               "change: the step allowed per 24 h depends on it")
+
+
+def _program_page(request: Request, actor: Actor, patient_id: str, values: Mapping[str, Any],
+                  review: Any, error: str | None, field_errors: dict[str, str],
+                  status: int = 200) -> Response:
     with uow(request, actor) as u:
         record = queries.patient_record(u, patient_id)
-    return render(request, "program.html", {**record, "values": {}, "review": None,
-                                            "error": None})
+    steps: dict[str, Any] = {}
+    if record["pump"] is not None and review is None:
+        try:  # the kernel's step helper: one read of the pump, nothing written
+            with uow(request, actor) as u:
+                steps = {c.value: v for c, v in services.program_steps(u, patient_id).items()}
+        except OpenITBError:
+            steps = {}
+    return render(request, "program.html", {
+        **record, "values": values, "review": review, "error": error, "steps": steps,
+        "field_errors": field_errors, "confirm_error": confirm_missing(values, review)},
+        status=status)
+
+
+@router.get("/patients/{patient_id}/program")
+def program_form(request: Request, patient_id: str, actor: Actor = need("program")) -> Response:
+    return _program_page(request, actor, patient_id, {}, None, None, {})
 
 
 @router.post("/patients/{patient_id}/program")
 async def program(request: Request, patient_id: str, actor: Actor = need("program")) -> Response:
-    """Without ``confirmed``: the side-by-side review. With it: write what was reviewed."""
+    """Without ``confirmed``: the side-by-side review. With it: write what was reviewed. The
+    context (titration or maintenance) is chosen on the page, never assumed. A step button of
+    the helper without script (``pick`` = "context dose") reviews that dose."""
     data = await form_of(request)
+    pick = data.pop("pick", "").split()
+    if len(pick) == 2:
+        data.update({"context": pick[0], "dose_per_day": pick[1], "mode": "continuous"})
+    if not data.get("context"):
+        return _program_page(request, actor, patient_id, data, None, None,
+                             {"context": error_text(CONTEXT_MISSING)}, status=422)
+    with uow(request, actor) as u:
+        pump = queries.patient_record(u, patient_id)["pump"]
+        old_refill_by = pump.refill_by if pump is not None else None
     review, row, error, status = _review_then_confirm(
         request, actor, data, lambda u: services.program_review(u, patient_id, data),
         lambda u: services.program(u, patient_id, data))
     if row is not None:
+        with uow(request, actor) as u:
+            pump = queries.patient_record(u, patient_id)["pump"]
+        security.flash(request.state.session, program_written(
+            row.dose_per_day, data["context"], old_refill_by,
+            pump.refill_by if pump is not None else None))
         return redirect(f"/patients/{patient_id}")
-    with uow(request, actor) as u:
-        record = queries.patient_record(u, patient_id)
-    return render(request, "program.html", {**record, "values": data, "review": review,
-                                            "error": error}, status=status)
+    return _program_page(request, actor, patient_id, data, review, error, {}, status=status)
+
+
+def program_written(dose: float, context: str, old: Any, new: Any) -> str:
+    """The confirmation after a program is written, saying whether the refill date moved."""
+    text = f"Program written: {dose:g} mcg/day ({context})."
+    if new is not None and old is not None and new.date() != old.date():
+        text += f" The next refill moved to {new:%Y-%m-%d} (was {old:%Y-%m-%d})."
+    elif new is not None:
+        text += f" Next refill by {new:%Y-%m-%d} (unchanged)."
+    return text
 
 
 # ---- refill ----------------------------------------------------------------------------------
@@ -473,6 +590,7 @@ async def refill(request: Request, patient_id: str, actor: Actor = need("refill"
         record = queries.patient_record(u, patient_id)
     return render(request, "refill.html", {**record, "values": data, "review": review,
                                            "error": error,
+                                           "confirm_error": confirm_missing(data, review),
                                            "concentrations": load_library().known_concentrations()},
                   status=status)
 
@@ -529,7 +647,8 @@ async def replace(request: Request, patient_id: str,
     return render(request, "replace.html", {
         **record, "profiles": load_catalog().pumps,
         "concentrations": load_library().known_concentrations(), "values": data,
-        "review": review, "error": error}, status=status)
+        "review": review, "error": error, "confirm_error": confirm_missing(data, review)},
+        status=status)
 
 
 # ---- alarms, clock ---------------------------------------------------------------------------
@@ -580,13 +699,55 @@ def _admin_page(request: Request, actor: Actor, link: dict[str, str] | None = No
                 error: str | None = None, status: int = 200) -> Response:
     from sqlalchemy import select
 
-    from openitb.store.models import User
+    from openitb.store.models import Patient, User
 
+    q = request.query_params
+    page = _int_param(q.get("page"), 1)
+    patient = _int_param(q.get("patient"), 0) or None
+    user, action = q.get("user", "")[:80], q.get("action", "")[:60]
     with uow(request, actor) as u:
         users = list(u.session.scalars(select(User).order_by(User.username)))
-        trail = queries.audit_trail(u, 100)
-    return render(request, "admin.html", {"users": users, "trail": trail, "error": error,
-                                          "link": link}, status)
+        linked = {p.id: p.name for p in u.session.scalars(select(Patient).where(
+            Patient.id.in_([x.patient_id for x in users if x.patient_id])))}
+        trail, total = queries.audit_page(u, page, user=user, action=action, patient=patient)
+        who, actions = queries.audit_choices(u)
+    pages = max(1, -(-total // queries.AUDIT_PAGE))
+    filters = {"user": user, "action": action, "patient": str(patient or "")}
+    return render(request, "admin.html", {
+        "users": users, "linked": linked, "trail": [(e, audit_changes(e)) for e in trail],
+        "total": total, "page": page, "pages": pages, "filters": filters,
+        "who": who, "actions": actions, "error": error, "link": link}, status)
+
+
+def _int_param(raw: str | None, default: int) -> int:
+    """A whole number from 1 from the query string, else ``default``."""
+    try:
+        return max(1, min(int(raw), 10**9)) if raw else default
+    except ValueError:
+        return default
+
+
+AUDIT_VALUE_CHARS = 120  # what the audit page shows of one value (the full row is in the API)
+
+
+def audit_changes(entry: Any) -> list[tuple[str, str, str]]:
+    """The fields an audit row changed, as (field, before, after), each readable: a created
+    row lists its fields with an empty before, a removed one its fields with an empty after."""
+    before, after = entry.before or {}, entry.after or {}
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        return [("value", _shown(before), _shown(after))]
+    keys = [k for k in {**before, **after} if before.get(k) != after.get(k)]
+    return [(labels.field_label(k), _shown(before.get(k)), _shown(after.get(k))) for k in keys]
+
+
+def _shown(value: Any) -> str:
+    import json
+
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, default=str,
+                                                          ensure_ascii=False)
+    return text if len(text) <= AUDIT_VALUE_CHARS else text[:AUDIT_VALUE_CHARS] + "..."
 
 
 def password_url(request: Request, token: str) -> str:
