@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from openitb.clinic import accounts, labels, queries, services
-from openitb.clinic.uow import Actor
+from openitb.clinic.uow import Actor, brief
 from openitb.devices import load_catalog
 from openitb.drugs import load_library
 from openitb.errors import InvalidInput, InvalidInputs, OpenITBError, RefusedOperation
