@@ -8,6 +8,8 @@ import re
 import pytest
 from browserkit import shot, sign_in
 
+from openitb.clinic import labels
+
 pytestmark = pytest.mark.browser
 
 
@@ -151,7 +153,7 @@ def test_audit_page_is_paged_and_readable(server: tuple[str, dict[str, int]],
     page.get_by_role("button", name="Filter").click()
     page.wait_for_load_state()
     actions = set(page.locator("#audit > tbody > tr > td:nth-child(3)").all_inner_texts())
-    assert actions == {"implant"}
+    assert actions == {labels.human("implant")}
     shot(page, "forms-9-audit")
     assert "leo.carer" in page.locator("main").inner_text()
     carer = page.locator("tr", has_text="leo.carer")
