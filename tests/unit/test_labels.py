@@ -25,3 +25,10 @@ def test_unknown_code_is_never_shown_raw() -> None:
     assert labels.human("not_candidate") == "Not a candidate"
     assert labels.human("eri", "dashboard_kind") == "Battery replacement due"
     assert labels.human(None) == ""
+
+
+def test_people_are_named_by_name_and_role_or_the_patient_they_care_for() -> None:
+    assert labels.person("Nurse Jae Kim", "nurse") == "Nurse Jae Kim, nurse"
+    assert labels.person("Claire Moreau", "patient", "Leo Moreau") == \
+        "Claire Moreau, caregiver of Leo Moreau"
+    assert labels.person("Leo Moreau", "patient", "Leo Moreau") == "Leo Moreau (patient)"

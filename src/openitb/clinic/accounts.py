@@ -20,6 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from openitb.clinic import labels
 from openitb.clinic.uow import Actor, Forbidden, UnitOfWork, brief, snapshot
 from openitb.errors import InvalidInput, RefusedOperation
 from openitb.safety import load_permissions
@@ -327,11 +328,15 @@ def load_actor(session: Session, user_id: int, epoch: int = 0) -> Actor | None:
     Read from the database on every request, never from a cache: a role changed, an account
     deactivated or a password changed (session epoch) by any worker process takes effect on
     the very next request everywhere. One indexed row, no ORM object (this runs per request)."""
-    row = session.execute(select(User.username, User.role, User.patient_id, User.active,
-                                 User.session_epoch).where(User.id == user_id)).one_or_none()
+    row = session.execute(
+        select(User.username, User.role, User.patient_id, User.active, User.session_epoch,
+               User.display_name, Patient.name.label("patient_name"))
+        .outerjoin(Patient, Patient.id == User.patient_id)
+        .where(User.id == user_id)).one_or_none()
     if row is None or not row.active or row.session_epoch != epoch:
         return None
-    return Actor(row.username, row.role, user_id, row.patient_id, row.session_epoch)
+    return Actor(row.username, row.role, user_id, row.patient_id, row.session_epoch,
+                 labels.person(row.display_name, row.role, row.patient_name))
 
 
 def end_sessions(uow: UnitOfWork) -> None:

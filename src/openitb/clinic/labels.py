@@ -170,3 +170,13 @@ def field_label(path: str) -> str:
             label += f" {int(index.rstrip(']')) + 1}"
         parts.append(label[:1].upper() + label[1:])
     return ", ".join(p for p in parts if p)
+
+
+def person(display_name: str, role: str, patient_name: str | None = None) -> str:
+    """How pages name a user: "Dr. Ana Rivera (physiatrist), physician"; a patient's own
+    account by the patient's name; a caregiver (an account linked to a patient under another
+    name) as "Claire Moreau, caregiver of Leo Moreau"."""
+    if role == "patient" and patient_name:
+        return (f"{patient_name} (patient)" if display_name == patient_name
+                else f"{display_name}, caregiver of {patient_name}")
+    return f"{display_name}, {human(role, 'role').lower()}"

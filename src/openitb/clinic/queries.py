@@ -387,11 +387,7 @@ def people(uow: UnitOfWork, usernames: Any) -> dict[str, str]:
         .outerjoin(Patient, Patient.id == User.patient_id)
         .where(User.username.in_(sorted(wanted)))).all()
     for username, display, role, patient_name in rows:
-        if role == "patient" and patient_name:
-            out[username] = (f"{patient_name} (patient)" if display == patient_name
-                             else f"{display}, caregiver of {patient_name}")
-        else:
-            out[username] = f"{display}, {labels.human(role, 'role').lower()}"
+        out[username] = labels.person(display, role, patient_name)
     return out
 
 

@@ -68,6 +68,7 @@ class Actor:
     user_id: int | None = None
     patient_id: int | None = None
     epoch: int = 0  # the user's session epoch when this actor signed in
+    shown_as: str = ""  # how pages name this user (labels.person); the username when empty
 
 
 SYSTEM = Actor("system", "system")

@@ -395,3 +395,15 @@ def test_patient_page_and_api_show_the_model_prediction(demo_clinic: Clinic) -> 
     without = [i for i in cand.values()
                if doc.get(f"/api/v1/patients/{i}").json()["pump"] is None]
     assert without and doc.get(f"/api/v1/patients/{without[0]}").json()["predicted_effect"] is None
+
+
+def test_the_header_names_people_not_accounts(demo_clinic: Clinic) -> None:
+    """Issue 16, item 9: a caregiver was shown as "leo.carer (patient)"."""
+    for username, shown in (("leo.carer", "Claire Moreau, caregiver of Leo Moreau"),
+                            ("nurse.kim", "Nurse Jae Kim, nurse")):
+        client = client_for(demo_clinic)
+        form_login(client, username)
+        html = client.get("/me" if username == "leo.carer" else "/").text
+        header = html.split("</header>")[0]
+        assert f'<a href="/account">{shown}</a>' in header, header[-400:]
+        assert f"{username} (" not in header
