@@ -407,3 +407,15 @@ def test_the_header_names_people_not_accounts(demo_clinic: Clinic) -> None:
         header = html.split("</header>")[0]
         assert f'<a href="/account">{shown}</a>' in header, header[-400:]
         assert f"{username} (" not in header
+
+
+def test_start_up_objects_are_frozen_out_of_the_collector(demo_clinic: Clinic) -> None:
+    """A full collection walking the start-up heap stalled one dashboard request in a hundred
+    by ~100 ms (bench_clinic p99); the served app freezes what exists at start-up."""
+    import gc
+
+    gc.unfreeze()
+    with client_for(demo_clinic) as client:  # runs the lifespan
+        assert client.get("/healthz").status_code == 200
+        assert gc.get_freeze_count() > 0
+    gc.unfreeze()
