@@ -8,23 +8,13 @@ and prints each page's document width against the window width."""
 
 from __future__ import annotations
 
-import socket
 import sys
-import tempfile
-import threading
-import time
 from pathlib import Path
 
-import uvicorn
+from demo_server import CHROMIUM, serve, sign_in
 from playwright.sync_api import sync_playwright
 
-from openitb.clinic.demo import DEMO_PASSWORD, patient_ids, seed_demo
-from openitb.clinic.facade import Clinic
-from openitb.store.db import make_engine
-from openitb.web.app import create_app
-
 HERE = Path(__file__).parent
-CHROMIUM = "/usr/bin/chromium"
 PHONE, DESK = (390, 844), (1366, 900)
 # item-name, user (None: signed out), path (with {MRN} placeholders), viewport, element to show
 SHOTS = [
@@ -38,36 +28,17 @@ SHOTS = [
 ]
 
 
-def serve() -> tuple[str, dict[str, int]]:
-    db = Path(tempfile.mkdtemp()) / "clinic.db"
-    clinic = Clinic(make_engine(f"sqlite:///{db}"))
-    seed_demo(clinic)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(clinic, demo=True), host="127.0.0.1",
-                                        port=port, log_level="warning"))
-    threading.Thread(target=srv.run, daemon=True).start()
-    while not srv.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", patient_ids(clinic)
-
-
 def main(which: str) -> None:
     out = HERE / "issue16" / which
     out.mkdir(parents=True, exist_ok=True)
-    base, ids = serve()
+    base, ids, _ = serve()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         for name, user, path, (w, h), element in SHOTS:
             ctx = browser.new_context(viewport={"width": w, "height": h})
             page = ctx.new_page()
             if user:
-                page.goto(f"{base}/login")
-                page.get_by_label("Username").fill(user)
-                page.get_by_label("Password").fill(DEMO_PASSWORD)
-                page.get_by_role("button", name="Sign in").click()
-                page.wait_for_load_state()
+                sign_in(page, base, user)
             url = path
             for mrn, pid in ids.items():
                 url = url.replace("{" + mrn + "}", str(pid))

@@ -7,37 +7,13 @@ saving docs/screenshots/issue16/<before|after>/<item>-<name>.png (1366x900 viewp
 
 from __future__ import annotations
 
-import socket
 import sys
-import tempfile
-import threading
-import time
 from pathlib import Path
 
-import uvicorn
+from demo_server import ARGS, CHROMIUM, serve, sign_in
 from playwright.sync_api import sync_playwright
 
-from openitb.clinic.demo import DEMO_PASSWORD, patient_ids, seed_demo
-from openitb.clinic.facade import Clinic
-from openitb.store.db import make_engine
-from openitb.web.app import create_app
-
 OUT = Path(__file__).resolve().parent / "issue16"
-
-
-def serve() -> tuple[str, dict[str, int], uvicorn.Server]:
-    db = Path(tempfile.mkdtemp()) / "clinic.db"
-    clinic = Clinic(make_engine(f"sqlite:///{db}"))
-    seed_demo(clinic)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(clinic, demo=True), host="127.0.0.1",
-                                        port=port, log_level="warning"))
-    threading.Thread(target=srv.run, daemon=True).start()
-    while not srv.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", patient_ids(clinic), srv
 
 
 def main(which: str) -> None:
@@ -45,16 +21,11 @@ def main(which: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     base, ids, srv = serve()
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium",
-                              args=["--headless", "--no-sandbox", "--disable-gpu"])
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
 
         def page_as(user: str, w: int = 1366, h: int = 900):  # type: ignore[no-untyped-def]
             pg = b.new_context(viewport={"width": w, "height": h}).new_page()
-            pg.goto(f"{base}/login")
-            pg.get_by_label("Username").fill(user)
-            pg.get_by_label("Password").fill(DEMO_PASSWORD)
-            pg.get_by_role("button", name="Sign in").click()
-            pg.wait_for_load_state()
+            sign_in(pg, base, user)
             return pg
 
         def snap(pg, name: str) -> None:  # type: ignore[no-untyped-def]

@@ -3,37 +3,14 @@ loopback, driven by chromium. Usage: .venv/bin/python docs/screenshots/take_s19-
 """
 from __future__ import annotations
 
-import socket
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import uvicorn
+from demo_server import ARGS, CHROMIUM, serve, sign_in
 from playwright.sync_api import sync_playwright
 
-from openitb.clinic.demo import DEMO_PASSWORD, patient_ids, seed_demo
-from openitb.clinic.facade import Clinic
-from openitb.store.db import make_engine
-from openitb.web.app import create_app
-
 OUT = Path(__file__).resolve().parent / "issue16"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu"]
-
-
-def serve(db: Path) -> tuple[str, dict[str, int], uvicorn.Server]:
-    clinic = Clinic(make_engine(f"sqlite:///{db}"))
-    seed_demo(clinic)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(clinic, demo=True), host="127.0.0.1",
-                                        port=port, log_level="warning"))
-    threading.Thread(target=srv.run, daemon=True).start()
-    while not srv.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", patient_ids(clinic), srv
 
 
 def main(which: str) -> None:
@@ -42,13 +19,9 @@ def main(which: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base, ids, srv = serve(Path(tmp) / "clinic.db")
         with sync_playwright() as p:
-            b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = b.new_context(viewport={"width": 1366, "height": 900}).new_page()
-            page.goto(f"{base}/login")
-            page.get_by_label("Username").fill("dr.rivera")
-            page.get_by_label("Password").fill(DEMO_PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_load_state()
+            sign_in(page, base, "dr.rivera")
             # 1: Lucia Garcia's pump, motor stopped by an MRI two hours ago.
             page.goto(f"{base}/patients/{ids['ITB-1005']}")
             page.screenshot(path=str(out / "1-pump-state.png"))
