@@ -36,12 +36,17 @@ def sign_in(browser: object, base: str, username: str,
             viewport: tuple[int, int] = (1024, 1366)) -> object:
     ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})  # type: ignore[attr-defined]
     page = ctx.new_page()
-    page.goto(f"{base}/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
+    sign_in_page(page, base, username)
     return page
+
+
+def sign_in_page(page: object, base: str, username: str) -> None:
+    """Sign ``page`` in as ``username`` (its context keeps the session cookie)."""
+    page.goto(f"{base}/login")  # type: ignore[attr-defined]
+    page.get_by_label("Username").fill(username)  # type: ignore[attr-defined]
+    page.get_by_label("Password").fill(DEMO_PASSWORD)  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
+    page.wait_for_load_state()  # type: ignore[attr-defined]
 
 
 def shot(page: object, name: str) -> None:

@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browserkit import ARTIFACTS
-
-from openitb.clinic.demo import DEMO_PASSWORD
+from browserkit import ARTIFACTS, sign_in_page
 
 pytestmark = pytest.mark.browser
 
@@ -133,11 +131,7 @@ def _context(browser: Any, base: str, role: str, width: int) -> Any:
     user = USERS[role]
     if user is not None:
         page = ctx.new_page()
-        page.goto(f"{base}/login")
-        page.get_by_label("Username").fill(user)
-        page.get_by_label("Password").fill(DEMO_PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_load_state()
+        sign_in_page(page, base, user)
         assert "/login" not in page.url, f"{user} could not sign in"
         page.close()
     return ctx

@@ -483,14 +483,21 @@ def _review_then_confirm(request: Request, actor: Actor, data: dict[str, Any],
 async def implant(request: Request, patient_id: str, actor: Actor = need("implant")) -> Response:
     """Step 1: the review of what would be written; step 2 (``confirmed``): write it."""
     data = await form_of(request)
-    review, row, error, status = _review_then_confirm(
-        request, actor, data, lambda u: services.implant_review(u, patient_id, data),
-        lambda u: services.implant(u, patient_id, data))
+    return _pump_write(request, actor, patient_id, data, "implant.html",
+                       lambda u: services.implant_review(u, patient_id, data),
+                       lambda u: services.implant(u, patient_id, data))
+
+
+def _pump_write(request: Request, actor: Actor, patient_id: str, data: dict[str, str],
+                template: str, review_of: Any, write: Any) -> Response:
+    """Implant and replacement alike: review, then (ticked and confirmed) write and go back to
+    the patient; otherwise the form again with the review, the error and the values typed."""
+    review, row, error, status = _review_then_confirm(request, actor, data, review_of, write)
     if row is not None:
         return redirect(f"/patients/{patient_id}")
     with uow(request, actor) as u:
         record = queries.patient_record(u, patient_id)
-    return render(request, "implant.html", {
+    return render(request, template, {
         **record, "profiles": load_catalog().pumps,
         "concentrations": load_library().known_concentrations(), "values": data,
         "review": review, "error": error, "confirm_error": confirm_missing(data, review)},
@@ -637,18 +644,9 @@ async def replace(request: Request, patient_id: str,
                   actor: Actor = need("replacement")) -> Response:
     """Step 1: the review (old pump read, new pump planned); step 2 (``confirmed``): write."""
     data = await form_of(request)
-    review, row, error, status = _review_then_confirm(
-        request, actor, data, lambda u: services.replacement_review(u, patient_id, data),
-        lambda u: services.replace_pump(u, patient_id, data))
-    if row is not None:
-        return redirect(f"/patients/{patient_id}")
-    with uow(request, actor) as u:
-        record = queries.patient_record(u, patient_id)
-    return render(request, "replace.html", {
-        **record, "profiles": load_catalog().pumps,
-        "concentrations": load_library().known_concentrations(), "values": data,
-        "review": review, "error": error, "confirm_error": confirm_missing(data, review)},
-        status=status)
+    return _pump_write(request, actor, patient_id, data, "replace.html",
+                       lambda u: services.replacement_review(u, patient_id, data),
+                       lambda u: services.replace_pump(u, patient_id, data))
 
 
 # ---- alarms, clock ---------------------------------------------------------------------------
